@@ -1,0 +1,188 @@
+"""Load, merge and validate a run config: YAML file or dict, strategy presets, ``--set``
+overrides. Every problem is a ConfigError naming the dotted key path."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clenv.config.schema import Field, validate
+from clenv.errors import ConfigError
+
+TOP_FIELDS: dict[str, Field] = {
+    "name": Field(str, None, "run name (default: the config file's stem)"),
+    "seed": Field(int, 0, "learner seed: init, replay sampling", min=0),
+    "device": Field(str, "cpu", "cpu, cuda, cuda:N or auto"),
+    "threads": Field(int, 1, "torch CPU threads", min=1),
+    "scenario": Field(dict, {}, "the stream"),
+    "data": Field(dict, None, "the data source (default: synthetic)"),
+    "strategy": Field(object, None, "the learner: a mapping or a preset name (default: naive)"),
+    "model": Field(dict, None, "the network (default: mlp)"),
+    "eval": Field(dict, {}, "evaluation schedule"),
+    "budget": Field(dict, {}, "memory and compute budgets"),
+    "output": Field(dict, {}, "results folder options"),
+}
+EVAL_FIELDS: dict[str, Field] = {
+    "every": Field(int, 1000, "anytime evaluation period in stream samples (0: task ends only)",
+                   min=0),
+    "batch_size": Field(int, 1024, "rows per predict call during evaluation", min=1),
+    "reference": Field(str, None, "joint: also run the joint reference (intransigence)",
+                       choices=("joint",)),
+}
+BUDGET_FIELDS: dict[str, Field] = {
+    "memory_size": Field(int, None, "replay memory in samples", min=0),
+    "updates_per_sample": Field(float, None, "gradient steps per stream sample", min=0),
+}
+OUTPUT_FIELDS: dict[str, Field] = {
+    "dir": Field(str, None, "results folder (default: results/<name>)"),
+    "save_scores": Field(bool, False, "save scores of every task-end evaluation (npz, float16)"),
+    "plots": Field(bool, True, "write forgetting.png and accuracy_matrix.png"),
+}
+DEFAULT_DATA = {"source": "synthetic"}
+DEFAULT_STRATEGY = {"name": "naive"}
+
+
+def read_yaml(path: str | os.PathLike, key: str = "config") -> Any:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(key, f"file not found: {path}", "give the path of a YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(key, f"YAML syntax error in {path}{where}: {problem}",
+                          "fix the YAML syntax") from None
+
+
+def parse_overrides(items: list[str] | None) -> list[tuple[list[str], Any]]:
+    """``a.b=value`` strings -> (path, YAML-parsed value)."""
+    out = []
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}",
+                              "write e.g. --set scenario.n_tasks=5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip().split("."), value))
+    return out
+
+
+def apply_override(cfg: dict, path: list[str], value: Any) -> None:
+    node = cfg
+    for i, part in enumerate(path[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(".".join(path[: i + 1]), "is not a mapping",
+                              f"cannot set {'.'.join(path)}")
+        node = nxt
+    node[path[-1]] = value
+
+
+def strategy_search_dirs(config_dir: Path | None) -> list[Path]:
+    dirs = []
+    if config_dir is not None:
+        dirs += [config_dir / "strategies", config_dir.parent / "strategies"]
+    dirs.append(Path.cwd() / "strategies")
+    dirs.append(Path(__file__).resolve().parents[2] / "strategies")
+    return dirs
+
+
+def resolve_strategy(spec: Any, config_dir: Path | None, key: str = "strategy") -> dict:
+    """A strategy section from a dict, a registered name or a preset (strategies/*.yaml).
+
+    ``{preset: er, lr: 0.1}`` merges the preset's keys with the given ones.
+    """
+    from clenv.strategies.registry import STRATEGIES
+
+    if isinstance(spec, str):
+        spec = {"preset": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(key, f"expected a mapping or a preset name, got {spec!r}")
+    spec = dict(spec)
+    preset = spec.pop("preset", None)
+    if preset is None:
+        return spec
+    if not isinstance(preset, str):
+        raise ConfigError(f"{key}.preset", f"expected a preset name or file, got {preset!r}")
+    path = Path(preset).expanduser()
+    candidates = [path] if path.suffix in (".yaml", ".yml") else []
+    candidates += [d / f"{preset}.yaml" for d in strategy_search_dirs(config_dir)]
+    for c in candidates:
+        if c.is_file():
+            base = read_yaml(c, key=f"{key}.preset")
+            if isinstance(base, dict) and "strategy" in base:
+                base = base["strategy"]
+            if not isinstance(base, dict):
+                raise ConfigError(f"{key}.preset", f"{c} does not hold a strategy mapping")
+            return {**base, **spec}
+    if preset in STRATEGIES:
+        return {"name": preset, **spec}
+    raise ConfigError(f"{key}.preset", f"no preset {preset!r} (looked for {preset}.yaml in "
+                      "strategies/) and no registered strategy of that name",
+                      f"use one of: {', '.join(STRATEGIES)} or a strategies/*.yaml file")
+
+
+def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = None,
+                strategy: str | None = None, seed: int | None = None) -> dict:
+    """Return the fully resolved, validated config (re-running it reproduces the run)."""
+    from clenv.data.registry import SOURCES
+    from clenv.models.registry import validate_model
+    from clenv.scenarios.registry import validate_scenario
+    from clenv.strategies.registry import validate_strategy
+
+    config_dir: Path | None = None
+    if isinstance(source, dict):
+        raw = copy.deepcopy(source)
+        default_name = "run"
+    else:
+        raw = read_yaml(source)
+        config_dir = Path(source).expanduser().resolve().parent
+        default_name = Path(source).stem
+        if raw is None:
+            raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config", f"expected a mapping at the top level, got {raw!r}")
+    for path, value in parse_overrides(overrides):
+        apply_override(raw, path, value)
+    if strategy is not None:
+        raw["strategy"] = {"preset": strategy}
+    if seed is not None:
+        raw["seed"] = seed
+    cfg = validate(raw, TOP_FIELDS, "")
+    cfg["name"] = cfg["name"] or default_name
+    cfg["scenario"] = validate_scenario(cfg["scenario"], "scenario")
+    data = dict(cfg["data"] or DEFAULT_DATA)
+    src = data.get("source")
+    if src not in SOURCES:
+        raise ConfigError("data.source", f"unknown data source {src!r}",
+                          f"expected one of: {', '.join(SOURCES)}")
+    params = {k: v for k, v in data.items() if k != "source"}
+    cfg["data"] = {"source": src, **validate(params, SOURCES[src].fields, "data")}
+    strat = resolve_strategy(cfg["strategy"] or DEFAULT_STRATEGY, config_dir)
+    cfg["strategy"] = validate_strategy(strat, "strategy")
+    cfg["model"] = validate_model(cfg["model"], "model")
+    cfg["eval"] = validate(cfg["eval"], EVAL_FIELDS, "eval")
+    cfg["budget"] = validate(cfg["budget"], BUDGET_FIELDS, "budget")
+    cfg["output"] = validate(cfg["output"], OUTPUT_FIELDS, "output")
+    dev = cfg["device"]
+    if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
+        raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {dev!r}")
+    if cfg["strategy"]["name"] == "joint" and cfg["scenario"]["boundaries"] != "exposed":
+        raise ConfigError("strategy.name", "joint retrains at task ends and needs "
+                          "scenario.boundaries: exposed", "set scenario.boundaries: exposed")
+    return cfg
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

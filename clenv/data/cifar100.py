@@ -1,0 +1,106 @@
+"""The ``cifar100`` source: CIFAR-100 read from its python-version pickles, with the 20 coarse
+superclasses as a two-level label tree."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clenv.config.schema import Field
+from clenv.data.pool import Pool, limit_per_class
+from clenv.errors import DataError
+
+NAME = "cifar100"
+NEEDS_ROOT = True
+DOC = "CIFAR-100 python pickles (train, test, meta) in data.root or data.root/cifar-100-python."
+
+FIELDS: dict[str, Field] = {
+    "root": Field(str, doc="folder holding cifar-100-python/ or its train, test and meta files"),
+    "seed": Field(int, 0, "random seed of subsampling"),
+    "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
+                                 min=1, nullable=True),
+    "max_test_per_class": Field(int, None, "keep at most this many test samples per class",
+                                min=1, nullable=True),
+}
+
+_FILES = ("train", "test", "meta")
+
+
+def _text(value: Any) -> Any:
+    return value.decode("latin1") if isinstance(value, bytes) else value
+
+
+def _unpickle(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Load one CIFAR pickle; return its entries under str keys, checking ``keys`` are there."""
+    try:
+        with path.open("rb") as fh:
+            raw = pickle.load(fh, encoding="bytes")
+    except Exception as exc:  # any unpickling failure means a bad file
+        raise DataError(f"{path}: cannot unpickle CIFAR-100 file ({type(exc).__name__}: "
+                        f"{exc}); replace the file") from exc
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a pickled dict, got {type(raw).__name__}; replace it")
+    entries = {_text(k): v for k, v in raw.items()}
+    missing = [k for k in keys if k not in entries]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; replace the file")
+    return entries
+
+
+def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = _unpickle(path, ("data", "fine_labels", "coarse_labels"))
+    data = np.asarray(d["data"])
+    fine = np.asarray(d["fine_labels"], dtype=np.int64)
+    coarse = np.asarray(d["coarse_labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: data must be (N, 3072) uint8, got {data.shape} {data.dtype}; "
+                        f"replace the file")
+    if not len(data) == len(fine) == len(coarse):
+        raise DataError(f"{path}: {len(data)} images but {len(fine)} fine and {len(coarse)} "
+                        f"coarse labels; replace the file")
+    return data.reshape(-1, 3, 32, 32), fine, coarse
+
+
+def load(params: dict, key: str) -> Pool:
+    """Load CIFAR-100 from ``params['root']`` (official train/test split)."""
+    root = Path(os.path.expanduser(params["root"]))
+    fix = f"point {key}.root at the folder that holds cifar-100-python/"
+    if not root.is_dir():
+        raise DataError(f"{key}.root: folder {root} does not exist; {fix}")
+    folder = root / "cifar-100-python" if (root / "cifar-100-python").is_dir() else root
+    missing = [f for f in _FILES if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{key}.root: no CIFAR-100 file(s) {', '.join(missing)} in {folder}; "
+                        f"{fix}")
+    meta = _unpickle(folder / "meta", ("fine_label_names", "coarse_label_names"))
+    fine_names = [str(_text(n)) for n in meta["fine_label_names"]]
+    coarse_names = [str(_text(n)) for n in meta["coarse_label_names"]]
+    x_tr, fine_tr, coarse_tr = _read_split(folder / "train")
+    x_te, fine_te, coarse_te = _read_split(folder / "test")
+    fine, coarse = np.concatenate([fine_tr, fine_te]), np.concatenate([coarse_tr, coarse_te])
+    for labels, names, what in ((fine, fine_names, "fine"), (coarse, coarse_names, "coarse")):
+        if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+            raise DataError(f"{folder}: {what} labels outside 0..{len(names) - 1} (the number of "
+                            f"{what}_label_names in meta); replace the files")
+    pairs = np.unique(np.stack([fine, coarse], axis=1), axis=0)
+    counts = np.bincount(pairs[:, 0], minlength=len(fine_names))
+    if (counts > 1).any():
+        bad = int(np.flatnonzero(counts > 1)[0])
+        raise DataError(f"{folder}: fine class {fine_names[bad]!r} has samples under several "
+                        f"coarse classes; replace the files")
+    if (counts == 0).any():
+        bad = int(np.flatnonzero(counts == 0)[0])
+        raise DataError(f"{folder}: fine class {fine_names[bad]!r} has no samples, so its coarse "
+                        f"class is unknown; replace the files")
+    ancestors = np.empty((len(fine_names), 1), dtype=np.int64)
+    ancestors[pairs[:, 0], 0] = pairs[:, 1]
+    pool = Pool(x=np.concatenate([x_tr, x_te]), y=fine,
+                train=np.arange(len(fine)) < len(fine_tr), class_names=fine_names, name=NAME,
+                ancestors=ancestors, tree_names=[coarse_names],
+                meta={"source": NAME, "params": dict(params), "root": str(folder)})
+    return limit_per_class(pool, params["max_train_per_class"], params["max_test_per_class"],
+                           params["seed"])

@@ -1,0 +1,78 @@
+"""Continual-learning metrics as pure functions (numpy only).
+
+See docs/metrics.md for the formulas, sources and clenv's conventions.
+"""
+
+from __future__ import annotations
+
+from clenv.metrics.accuracy_matrix import (
+    FWT_REASON_FEW_TASKS,
+    FWT_REASON_NO_USABLE,
+    as_accuracy_matrix,
+    average_forgetting,
+    avg_incremental_accuracy,
+    bwt,
+    final_accuracy,
+    forgetting_chaudhry,
+    fwt,
+    intransigence,
+    per_task_forgetting,
+)
+from clenv.metrics.anytime import (
+    a_auc,
+    a_avg,
+    a_last,
+    accuracy_from_counts,
+    min_acc,
+    old_new_accuracy,
+    online_accuracy,
+    wc_acc,
+)
+
+METRICS: dict[str, str] = {
+    "final_accuracy": "mean accuracy over all tasks after the last task, mean_j R[T-1][j]",
+    "avg_incremental_accuracy": "mean over task ends of the mean accuracy on tasks seen so far "
+    "(Rebuffi et al. 2017)",
+    "a_avg": "mean over task ends of the sample-weighted accuracy on seen classes",
+    "average_forgetting": "mean drop from the best accuracy since a task was learned to the "
+    "final one (max over rows j..T-2)",
+    "forgetting_chaudhry": "mean drop from the best earlier accuracy to the final one, max over "
+    "rows 0..T-2 (Chaudhry et al. 2018)",
+    "bwt": "backward transfer, mean_j R[T-1][j] - R[j][j] (Lopez-Paz & Ranzato 2017)",
+    "fwt": "forward transfer, mean_j R[j-1][j] - b[j] with b at initialisation; null when no "
+    "task has a usable output before its own task (Lopez-Paz & Ranzato 2017)",
+    "intransigence": "mean gap to a joint reference on each new task, R*[j] - R[j][j] "
+    "(Chaudhry et al. 2018)",
+    "a_auc": "mean anytime accuracy on seen classes, every eval.every samples (Koh et al. 2022)",
+    "a_last": "last anytime accuracy on seen classes (Koh et al. 2022)",
+    "min_acc": "mean over earlier tasks of their minimum accuracy after being learned "
+    "(De Lange et al. 2023)",
+    "wc_acc": "worst-case accuracy, (1/T) current-task accuracy + (1-1/T) min_acc "
+    "(De Lange et al. 2023)",
+    "online_accuracy": "test-then-train accuracy on first-exposure stream samples",
+    "old_class_accuracy": "sample-weighted accuracy on classes from earlier tasks",
+    "new_class_accuracy": "sample-weighted accuracy on classes of the current task",
+}
+
+__all__ = [
+    "METRICS",
+    "FWT_REASON_FEW_TASKS",
+    "FWT_REASON_NO_USABLE",
+    "as_accuracy_matrix",
+    "final_accuracy",
+    "avg_incremental_accuracy",
+    "per_task_forgetting",
+    "average_forgetting",
+    "forgetting_chaudhry",
+    "bwt",
+    "fwt",
+    "intransigence",
+    "a_auc",
+    "a_last",
+    "a_avg",
+    "online_accuracy",
+    "min_acc",
+    "wc_acc",
+    "accuracy_from_counts",
+    "old_new_accuracy",
+]

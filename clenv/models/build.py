@@ -1,0 +1,15 @@
+"""Build a registered model from its validated config section."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from clenv.models.registry import MODELS
+from clenv.strategies.registry import import_target
+
+
+def build_model(cfg: dict, input_shape: tuple[int, ...], n_out: int) -> nn.Module:
+    entry = MODELS[cfg["name"]]
+    cls = import_target(entry.target, "model.name")
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    return cls(tuple(input_shape), n_out, **params)

@@ -1,0 +1,253 @@
+"""The Runner: drives the Env with a strategy (test-then-train), schedules evaluation, counts
+budgets, writes the results folder (config.yaml, run.json, events.jsonl, metrics.json,
+accuracy_matrix.csv, figures)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clenv.config.loader import dump_config
+from clenv.data.pool import Pool
+from clenv.data.registry import load_pool
+from clenv.env import ContinualEnv
+from clenv.evaluator import Evaluator
+from clenv.events import EventLog
+from clenv.metrics.summary import summarize, write_json_atomic
+from clenv.scenarios.registry import build_stream
+from clenv.strategies.base import Strategy, resolve_device
+from clenv.strategies.registry import STRATEGIES, import_target, strategy_entry
+from clenv.strategies.spec import StrategySpec
+
+
+def make_env(cfg: dict, pool: Pool) -> ContinualEnv:
+    sc = cfg["scenario"]
+
+    def factory(seed: int):
+        return build_stream(pool, {**sc, "seed": seed}, "scenario")
+
+    return ContinualEnv(pool, factory, seed=sc["seed"], batch_size=sc["batch_size"],
+                        boundaries=sc["boundaries"] == "exposed", task_ids=sc["task_ids"])
+
+
+def make_strategy(section: dict) -> Strategy:
+    entry = strategy_entry(section)
+    target = entry.target if entry.name in STRATEGIES else entry.name
+    cls = import_target(target, "strategy.name")
+    return cls(**{k: v for k, v in section.items() if k != "name"})
+
+
+def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
+    sc, budget = cfg["scenario"], cfg["budget"]
+    return StrategySpec(
+        input_shape=env.pool.shape, image=env.pool.is_image, n_classes=env.n_classes,
+        batch_size=env.B, stream_length=env.stream.length, n_tasks=env.stream.n_tasks,
+        task_ids=sc["task_ids"], boundaries=sc["boundaries"] == "exposed",
+        levels=env.pool.depth, device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
+        memory_size=budget["memory_size"], updates_per_sample=budget["updates_per_sample"],
+        epochs=sc["epochs"], model=cfg["model"])
+
+
+def provenance(cfg: dict, stream_sha: str) -> dict:
+    import gymnasium
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    from clenv import __version__
+
+    return {
+        "clenv": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+        "numpy": np.__version__, "gymnasium": gymnasium.__version__,
+        "git_commit": commit or None, "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "device": cfg["device"], "stream_sha256": stream_sha, "argv": sys.argv,
+    }
+
+
+class Run:
+    """One run: the pool, Env, strategy, evaluator and event log of a resolved config."""
+
+    def __init__(self, cfg: dict, pool: Pool | None = None) -> None:
+        self.cfg = cfg
+        torch.set_num_threads(cfg["threads"])
+        self.pool = pool if pool is not None else load_pool(cfg["data"])
+        self.env = make_env(cfg, self.pool)
+
+    def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False) -> dict:
+        """Run the episode (and the joint reference if asked); write the results folder."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        strategy = make_strategy(cfg["strategy"])
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(dump_config(cfg))
+            write_json_atomic(out / "run.json", provenance(cfg, self.env.stream.sha256()))
+        log = EventLog(out / "events.jsonl" if out is not None else None)
+        wall: dict = {"setup": time.perf_counter() - t0}
+        try:
+            end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out)
+            if cfg["eval"]["reference"] == "joint":
+                tr = time.perf_counter()
+                ref_cfg = {**cfg, "strategy": {"name": "joint", **_joint_params(cfg)}}
+                ref_log = EventLog(None)
+                episode(ref_cfg, self.env, make_strategy(ref_cfg["strategy"]), ref_log, {},
+                        anytime=False)
+                for e in ref_log.records:
+                    if e["type"] == "eval" and e["kind"] == "task_end":
+                        log.write({"type": "reference", "strategy": "joint", "row": e["row"],
+                                   "counts": e["counts"]})
+                wall["reference"] = time.perf_counter() - tr
+            wall["total"] = time.perf_counter() - t0
+            log.write({"type": "end", **end, "wall": wall})
+        finally:
+            log.close()
+        metrics = summarize(log.records)
+        if out is not None:
+            write_results(out, metrics, cfg)
+        return metrics
+
+
+def _joint_params(cfg: dict) -> dict:
+    s = cfg["strategy"]
+    keep = ("optimizer", "lr", "momentum", "weight_decay")
+    return {k: s[k] for k in keep if k in s}
+
+
+def write_results(out: Path, metrics: dict, cfg: dict) -> None:
+    write_json_atomic(out / "metrics.json", metrics)
+    R = metrics["accuracy_matrix"]
+    lines = ["row," + ",".join(f"task_{j}" for j in range(metrics["n_tasks"]))]
+    lines += [f"{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(R)]
+    tmp = out / ".accuracy_matrix.csv.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out / "accuracy_matrix.csv")
+    if cfg["output"]["plots"]:
+        from clenv.plots import save_run_figures
+
+        save_run_figures(out)
+
+
+def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int) -> list[str]:
+    exceeded = []
+    mem = limits.get("memory_size")
+    if mem is not None and counters.get("buffer_samples", 0) > mem:
+        exceeded.append(f"memory_size: buffer holds {counters['buffer_samples']} samples "
+                        f"> {mem}")
+    ups = limits.get("updates_per_sample")
+    if ups is not None and counters.get("grad_steps", 0) > ups * stream_samples + max(1, batch):
+        exceeded.append(f"updates_per_sample: {counters['grad_steps']} gradient steps for "
+                        f"{stream_samples} stream samples > {ups:g} per sample")
+    return exceeded
+
+
+def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wall: dict, *,
+            progress: bool = False, anytime: bool = True, out: Path | None = None) -> dict:
+    """One full pass over the stream; writes start and eval records to ``log``, adds phase
+    times to ``wall`` and returns the fields of the end record."""
+    sc = cfg["scenario"]
+    obs, _ = env.reset(seed=sc["seed"])
+    stream = env.stream
+    spec = make_spec(cfg, env)
+    strategy.setup(spec)
+    evaluator = Evaluator(env.pool, stream, cfg["eval"]["batch_size"])
+    T = stream.n_tasks
+    every = cfg["eval"]["every"] if anytime else 0
+    limits = {k: v for k, v in cfg["budget"].items() if v is not None}
+    log.write({
+        "type": "start", "format": 1, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
+        "n_classes": env.n_classes, "class_names": env.pool.class_names, "n_tasks": T,
+        "task_classes": [c.tolist() for c in stream.task_classes],
+        "task_starts": stream.task_starts.tolist(), "task_ends": stream.task_ends.tolist(),
+        "first_position": stream.first_position.tolist(), "stream_length": stream.length,
+        "batch_size": env.B, "eval_every": every, "budget_limits": limits,
+        "seed": cfg["seed"], "scenario_seed": sc["seed"],
+    })
+    wall.update(train=0.0, eval=0.0)
+    exposed = sc["boundaries"] == "exposed"
+    save_scores = cfg["output"]["save_scores"]
+    scores_store: dict[str, np.ndarray] = {}
+    state = {"steps": 0, "reward_sum": 0.0}
+
+    def record(kind: str, **extra) -> None:
+        te = time.perf_counter()
+        pos = env.position
+        seen = stream.seen_mask(pos)
+        fwt_masks = None
+        if kind == "init":
+            fwt_masks = np.zeros((T, env.n_classes), dtype=bool)
+            for j in range(1, T):
+                fwt_masks[j] = stream.seen_mask(int(stream.task_ends[j - 1]))
+        counts, sc_arr = evaluator.evaluate(strategy, seen, task_aware=kind != "anytime",
+                                            fwt_masks=fwt_masks, only_seen=kind == "anytime")
+        if save_scores and kind == "task_end" and sc_arr is not None:
+            scores_store[f"row_{extra['row']}"] = sc_arr.astype(np.float16)
+        log.write({"type": "eval", "kind": kind, "samples": pos, "steps": state["steps"],
+                   "task": int(min(stream.task_at(max(pos - 1, 0)), T - 1)),
+                   "seen": np.flatnonzero(seen).tolist(), "counts": counts,
+                   "online": {"correct": env.online_correct, "count": env.online_count},
+                   "reward_sum": state["reward_sum"], "budget": strategy.counters(), **extra})
+        wall["eval"] += time.perf_counter() - te
+
+    record("init")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=stream.length, unit="samples", desc=cfg["name"], leave=False)
+    task_ends = stream.task_ends
+    next_task = 0  # index of the next task end to reach
+    next_eval = every if every else None
+    started = -1
+    tt = time.perf_counter()
+    terminated = False
+    while not terminated:
+        if exposed and started < next_task:
+            strategy.on_task_start(next_task)
+            started = next_task
+        scores = strategy.predict(obs)
+        action = scores.argmax(1)
+        action = action.cpu().numpy() if hasattr(action, "cpu") else np.asarray(action)
+        new_obs, reward, terminated, _, info = env.step(action)
+        strategy.learn(obs, info)
+        obs = new_obs
+        state["steps"] += 1
+        state["reward_sum"] += reward
+        pos = env.position
+        if bar is not None and state["steps"] % 50 == 0:
+            bar.n = pos
+            bar.refresh()
+        if next_eval is not None and pos >= next_eval:
+            wall["train"] += time.perf_counter() - tt
+            record("anytime")
+            next_eval = (pos // every + 1) * every
+            tt = time.perf_counter()
+        while next_task < T and pos >= task_ends[next_task]:
+            wall["train"] += time.perf_counter() - tt
+            if exposed:
+                strategy.on_task_end(next_task)
+            record("task_end", row=next_task)
+            next_task += 1
+            tt = time.perf_counter()
+    wall["train"] += time.perf_counter() - tt
+    if bar is not None:
+        bar.close()
+    counters = strategy.counters()
+    if save_scores and out is not None:
+        np.savez_compressed(out / "scores.npz", **scores_store)
+    return {"samples": env.position, "steps": state["steps"],
+            "online": {"correct": env.online_correct, "count": env.online_count},
+            "reward_sum": state["reward_sum"], "budget": counters,
+            "budget_exceeded": _budget_check(limits, counters, stream.length, env.B)}

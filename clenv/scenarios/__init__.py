@@ -1,0 +1,1 @@
+"""Scenario generators: each turns a Pool into a Stream."""

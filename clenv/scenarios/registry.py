@@ -1,0 +1,48 @@
+"""Registered scenario generators: name -> its config fields, builder and a one-line doc."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clenv.config.schema import Field, validate
+from clenv.errors import ConfigError
+from clenv.scenarios import incremental
+
+
+@dataclass(frozen=True)
+class Generator:
+    name: str
+    fields: dict[str, Field]
+    build: Callable
+    doc: str
+
+
+def _fields(*extra: str) -> dict[str, Field]:
+    specific = {"blurry", "disjoint_percent", "blurry_percent"}
+    return {k: f for k, f in incremental.COMMON_FIELDS.items() if k not in specific or k in extra}
+
+
+GENERATORS: dict[str, Generator] = {
+    "disjoint": Generator("disjoint", _fields(), incremental.build_incremental,
+                          incremental.GENERATORS["disjoint"]),
+    "blurry": Generator("blurry", _fields("blurry"), incremental.build_incremental,
+                        incremental.GENERATORS["blurry"]),
+    "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent"),
+                         incremental.build_incremental, incremental.GENERATORS["iblurry"]),
+}
+
+
+def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
+    """Validate a scenario section against its generator's fields."""
+    section = dict(section or {})
+    name = section.get("generator", "disjoint")
+    if name not in GENERATORS:
+        raise ConfigError(f"{key}.generator", f"unknown generator {name!r}",
+                          f"expected one of: {', '.join(GENERATORS)}")
+    return validate(section, GENERATORS[name].fields, key)
+
+
+def build_stream(pool, cfg: dict, key: str = "scenario"):
+    """Build the Stream a validated scenario section describes."""
+    return GENERATORS[cfg["generator"]].build(pool, cfg, key)

@@ -1,0 +1,60 @@
+"""Replay memory: a preallocated tensor buffer filled by reservoir sampling (Vitter 1985)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class ReservoirBuffer:
+    """Keeps a uniform sample of every (x, y) ever offered, in preallocated tensors.
+
+    ``add`` is vectorised over the batch: the i-th offered sample overall goes to a free slot
+    while there is one, else replaces slot j ~ U{0..i} when j < capacity (the later of two
+    samples drawing the same slot wins, as in the sequential algorithm). ``sample`` draws
+    indices with replacement. Every draw comes from the seeded numpy generator ``rng``.
+    """
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype,
+                 rng: np.random.Generator, device: str | torch.device = "cpu") -> None:
+        self.capacity = int(capacity)
+        self.x = torch.zeros((self.capacity, *shape), dtype=dtype, device=device)
+        self.y = torch.zeros(self.capacity, dtype=torch.int64, device=device)
+        self.size = 0
+        self.n_seen = 0
+        self.rng = rng
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        n = len(x)
+        if n == 0:
+            return
+        free = min(n, self.capacity - self.size)
+        if free:
+            self.x[self.size:self.size + free] = x[:free]
+            self.y[self.size:self.size + free] = y[:free]
+            self.size += free
+        if free < n:
+            seen = self.n_seen + np.arange(free, n)
+            slots = self.rng.integers(0, seen + 1)
+            keep = np.flatnonzero(slots < self.capacity)
+            if len(keep):
+                # last occurrence of each slot wins
+                rev_slots = slots[keep][::-1]
+                _, first = np.unique(rev_slots, return_index=True)
+                chosen = keep[::-1][first]
+                src = torch.from_numpy(chosen + 0).to(self.x.device)
+                dst = torch.from_numpy(slots[chosen]).to(self.x.device)
+                self.x[dst] = x[src]
+                self.y[dst] = y[src]
+        self.n_seen += n
+
+    def sample(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k samples drawn uniformly with replacement (empty tensors while the buffer is)."""
+        if self.size == 0:
+            return self.x[:0], self.y[:0]
+        idx = torch.from_numpy(self.rng.integers(0, self.size, k))
+        return self.x[idx], self.y[idx]
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.element_size() * self.x.nelement() + self.y.element_size() * len(self.y)

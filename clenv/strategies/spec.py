@@ -1,0 +1,34 @@
+"""What a strategy learns at setup: the StrategySpec (plain data, no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StrategySpec:
+    """Everything a strategy may know before the stream starts.
+
+    input_shape: shape of one sample (obs["x"] without the batch axis).
+    image: True when x is uint8 0-255 (strategies scale it to [0, 1]).
+    n_classes: C_max, the number of score columns predict must return.
+    batch_size: B, rows per Env step (obs may be padded; obs["valid"] marks real rows).
+    stream_length: stream samples the scenario declares (N for flexible memory sampling).
+    memory_size / updates_per_sample: the scenario's budgets (None = unbounded).
+    """
+
+    input_shape: tuple[int, ...]
+    image: bool
+    n_classes: int
+    batch_size: int
+    stream_length: int
+    n_tasks: int
+    task_ids: bool = False
+    boundaries: bool = True
+    levels: int = 1
+    device: str = "cpu"
+    seed: int = 0
+    memory_size: int | None = None
+    updates_per_sample: float | None = None
+    epochs: int = 1
+    model: dict = field(default_factory=lambda: {"name": "mlp"})
