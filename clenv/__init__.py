@@ -1,7 +1,8 @@
 """clenv: a continual-learning simulation environment.
 
-``clenv.make(config_or_path, **overrides)`` returns the gymnasium Env of a scenario; the ready
-root-free scenarios are also registered as gymnasium ids (``gymnasium.make("clenv/Quickstart-v0")``).
+``clenv.make(config_or_path, **overrides)`` returns the gymnasium Env of a scenario; the
+ready root-free scenarios are also registered as gymnasium ids
+(``gymnasium.make("clenv/Quickstart-v0")``).
 Importing clenv imports gymnasium (to register the ids) but not torch.
 """
 

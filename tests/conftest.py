@@ -1,0 +1,46 @@
+"""Shared fixtures. Under CI=true a missing optional extra fails instead of skipping."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = REPO / "scenarios"
+
+
+def mnist_root() -> Path:
+    for p in (REPO.parent / "shared" / "data" / "mnist-test",
+              Path("/work/shared/data/mnist-test")):
+        if p.is_dir():
+            return p
+    return REPO.parent / "shared" / "data" / "mnist-test"
+
+
+def require(module: str):
+    """Import an optional dependency; skip without it locally, fail under CI=true."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{module} is missing under CI=true; install .[all,dev]")
+        pytest.skip(f"{module} not installed")
+
+
+@pytest.fixture
+def small_cfg() -> dict:
+    """A small, fast run config (synthetic data, 3 tasks)."""
+    return {
+        "name": "small", "seed": 0,
+        "scenario": {"generator": "disjoint", "seed": 0, "n_tasks": 3, "batch_size": 10},
+        "data": {"source": "synthetic", "seed": 0, "branching": [6], "dim": 8,
+                 "separation": [1.5], "noise": 1.0, "train_per_class": 60,
+                 "test_per_class": 20},
+        "strategy": {"name": "er", "memory_size": 50},
+        "model": {"name": "mlp", "hidden": [32]},
+        "eval": {"every": 50},
+        "output": {"plots": False},
+    }
