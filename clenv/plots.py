@@ -49,7 +49,7 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
     T = max(next(e for e in ev if e["type"] == "start")["n_tasks"] for _, ev in runs)
     cols = min(T, 5)
     nrows = -(-T // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows + 0.6),
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows + 0.9),
                              sharey=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for r, (d, ev) in enumerate(runs):
@@ -60,6 +60,7 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
             ax.plot(samples, acc[j], color=colors[r % len(colors)], lw=1.4,
                     label=label if j == 0 else None)
             if r == 0:
+                ax.set_xlim(0, start["stream_length"])
                 for b in start["task_ends"][:-1]:
                     ax.axvline(b, color="0.8", lw=0.8, ls="--", zorder=0)
                 ax.set_title(f"task {j}", fontsize=9)
@@ -70,9 +71,11 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
     for ax in axes[-1, :]:
         ax.set_xlabel("stream samples seen")
     axes[0][0].set_ylim(-0.02, 1.02)
-    fig.legend(loc="upper center", ncol=min(len(runs), 4), fontsize=8, frameon=False)
-    fig.suptitle("Per-task accuracy (dashed: task boundaries)", y=0.995, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.suptitle("Per-task accuracy on seen classes (dashed: task boundaries)", y=0.99,
+                 fontsize=10)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.92), ncol=min(len(runs), 4),
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.84))
     out_file = Path(out_file)
     fig.savefig(out_file, dpi=110)
     plt.close(fig)

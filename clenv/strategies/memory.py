@@ -42,7 +42,7 @@ class ReservoirBuffer:
                 rev_slots = slots[keep][::-1]
                 _, first = np.unique(rev_slots, return_index=True)
                 chosen = keep[::-1][first]
-                src = torch.from_numpy(chosen + 0).to(self.x.device)
+                src = torch.from_numpy(chosen + free).to(self.x.device)
                 dst = torch.from_numpy(slots[chosen]).to(self.x.device)
                 self.x[dst] = x[src]
                 self.y[dst] = y[src]
