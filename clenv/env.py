@@ -47,7 +47,8 @@ class ContinualEnv(gym.Env):
         if pool.is_image:
             x_space = spaces.Box(0, 255, shape, dtype=np.uint8)
         else:
-            lo, hi = float(pool.x.min()), float(pool.x.max())
+            # 0 is inside the bounds: padded rows and the terminal obs are zeros
+            lo, hi = min(float(pool.x.min()), 0.0), max(float(pool.x.max()), 0.0)
             x_space = spaces.Box(lo, hi, shape, dtype=np.float32)
         obs_spaces = {"x": x_space, "valid": spaces.MultiBinary(self.B)}
         if task_ids:
@@ -146,6 +147,9 @@ class ContinualEnv(gym.Env):
             raise ValueError(f"action must be an integer array of shape ({self.B},) holding "
                              f"class ids in [0, {self.n_classes}); got {action.dtype} "
                              f"{action.shape}")
+        if action.min() < 0 or action.max() >= self.n_classes:
+            raise ValueError(f"action must hold class ids in [0, {self.n_classes}); got values "
+                             f"from {action.min()} to {action.max()}")
         valid = batch["valid"]
         y = batch["y"]
         hit = (action == y) & valid

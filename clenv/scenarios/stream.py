@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +200,8 @@ def load_manifest(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]
         manifest = json.loads(path.read_text())
         with np.load(path.parent / manifest["arrays"]) as z:
             arrays = {f: z[f] for f in FIELDS}
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as exc:
         raise DataError(f"stream manifest {path}: cannot read ({exc}); give the .json written "
                         "by save_manifest with its .npz beside it") from None
     if arrays_sha256(arrays) != manifest.get("sha256"):
