@@ -8,6 +8,7 @@ obs of step t is batch t+1. Test-then-train: the Runner predicts, steps, then le
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -16,10 +17,6 @@ from gymnasium import spaces
 
 from clenv.data.pool import Pool
 from clenv.scenarios.stream import Stream
-
-_INFO_FIELDS = ("task", "major_task", "level", "is_new_class", "boundary", "first_exposure",
-                "sample_id")
-_HIDDEN = ("task", "major_task", "boundary")
 
 
 class ContinualEnv(gym.Env):
@@ -63,54 +60,69 @@ class ContinualEnv(gym.Env):
         self.online_count = 0
         self._batch: dict | None = None
         self._chunk_id = -1
+        self._ones8 = np.ones(self.B, dtype=np.int8)
+        self._task_idx = 0
+        self._next_end = 0
 
     # -- batches -------------------------------------------------------------------------------
-    def _load_chunk(self, k: int) -> None:
-        rec = self.stream.chunk(k)
-        rec["y"] = self.pool.y[rec["index"]]
-        rec["x"] = self.pool.x[rec["index"]]
-        self._chunk = rec
-        self._chunk_id = k
-        self._chunk_start = k * self.stream.chunk_size
+    # A batch holds x (n, *shape), ints (5, n) = y, task, major_task, level, sample_id and
+    # flags (3, n) = is_new_class, boundary, first_exposure: three block copies per step.
+    def _records(self, start: int, stop: int) -> dict:
+        rec = self.stream.slice(start, stop)
+        index = rec["index"]
+        flags = np.stack([rec["is_new_class"], rec["boundary"], rec["first_exposure"]])
+        return {"x": self.pool.x[index],
+                "ints": np.stack([self.pool.y[index], rec["task"], rec["major_task"],
+                                  rec["level"], rec["sample_id"]]),
+                "flags": flags, "new": np.flatnonzero(flags[0]).tolist(),
+                "all_first": bool(flags[2].all())}
 
-    def _batch_stop(self, start: int) -> int:
-        stop = min(start + self.B, self.stream.length)
-        if self.boundaries:
-            t = np.searchsorted(self.stream.task_ends, start, side="right")
-            if t < self.stream.n_tasks:
-                stop = min(stop, int(self.stream.task_ends[t]))
-        return stop
+    def _load_chunk(self, k: int) -> None:
+        cs = self.stream.chunk_size
+        self._chunk = self._records(k * cs, (k + 1) * cs)
+        self._chunk_id = k
+        self._chunk_start = k * cs
 
     def _make_batch(self, start: int) -> dict:
-        """Records of the batch starting at ``start`` as fresh arrays of length B."""
-        stop = self._batch_stop(start)
+        """The batch starting at ``start``: fresh arrays padded to B rows."""
+        stop = min(start + self.B, self.stream.length)
+        if self.boundaries:
+            while self._next_end <= start:
+                self._task_idx += 1
+                self._next_end = int(self.stream.task_ends[self._task_idx])
+            stop = min(stop, self._next_end)
+        n = stop - start
         cs = self.stream.chunk_size
         k = start // cs
         if k != self._chunk_id:
             self._load_chunk(k)
         a = start - self._chunk_start
-        b = stop - self._chunk_start
-        n = stop - start
+        b = a + n
         if b <= cs:
             rec = self._chunk
-            batch = {"x": rec["x"][a:b].copy(), "y": rec["y"][a:b].copy()}
-            for f in _INFO_FIELDS:
-                batch[f] = rec[f][a:b].copy()
+            new = rec["new"]
+            i = bisect_left(new, a)
+            batch = {"x": rec["x"][a:b].copy(), "ints": rec["ints"][:, a:b].copy(),
+                     "flags": rec["flags"][:, a:b].copy(),
+                     "new": i < len(new) and new[i] < b, "all_first": rec["all_first"]}
         else:  # the batch straddles two chunks
-            part = self.stream.slice(start, stop)
-            batch = {f: part[f] for f in _INFO_FIELDS}
-            batch["y"] = self.pool.y[part["index"]]
-            batch["x"] = self.pool.x[part["index"]]
+            rec = self._records(start, stop)
+            batch = {"x": rec["x"], "ints": rec["ints"], "flags": rec["flags"],
+                     "new": bool(rec["new"]), "all_first": rec["all_first"]}
         if n < self.B:
-            for f, v in batch.items():
-                padded = np.zeros((self.B, *v.shape[1:]), dtype=v.dtype)
-                padded[:n] = v
-                batch[f] = padded
-            valid = np.zeros(self.B, dtype=bool)
-            valid[:n] = True
+            x = np.zeros((self.B, *batch["x"].shape[1:]), dtype=batch["x"].dtype)
+            x[:n] = batch["x"]
+            ints = np.zeros((5, self.B), dtype=np.int64)
+            ints[:, :n] = batch["ints"]
+            flags = np.zeros((3, self.B), dtype=bool)
+            flags[:, :n] = batch["flags"]
+            batch.update(x=x, ints=ints, flags=flags)
+            valid = np.zeros(self.B, dtype=np.int8)
+            valid[:n] = 1
         else:
-            valid = np.ones(self.B, dtype=bool)
+            valid = self._ones8.copy()
         batch["valid"] = valid
+        batch["n"] = n
         batch["stop"] = stop
         return batch
 
@@ -120,9 +132,9 @@ class ContinualEnv(gym.Env):
             if self.expose_task:
                 obs["task"] = np.int64(self.stream.n_tasks - 1)
             return obs
-        obs = {"x": batch["x"], "valid": batch["valid"].astype(np.int8)}
+        obs = {"x": batch["x"], "valid": batch["valid"]}
         if self.expose_task:
-            obs["task"] = np.int64(batch["task"][0])
+            obs["task"] = np.int64(batch["ints"][1, 0])
         return obs
 
     # -- gymnasium API -------------------------------------------------------------------------
@@ -134,6 +146,8 @@ class ContinualEnv(gym.Env):
         self.position = 0
         self.online_correct = 0
         self.online_count = 0
+        self._task_idx = 0
+        self._next_end = int(self.stream.task_ends[0]) if self.stream.n_tasks else 0
         self._batch = self._make_batch(0) if self.stream.length else None
         return self._obs(self._batch), {"stream_length": self.stream.length,
                                         "n_tasks": self.stream.n_tasks}
@@ -143,33 +157,40 @@ class ContinualEnv(gym.Env):
         if batch is None:
             raise RuntimeError("step() after the stream ended; call reset()")
         action = np.asarray(action)
-        if action.shape != (self.B,) or not np.issubdtype(action.dtype, np.integer):
+        if action.shape != (self.B,) or action.dtype.kind not in "iu":
             raise ValueError(f"action must be an integer array of shape ({self.B},) holding "
                              f"class ids in [0, {self.n_classes}); got {action.dtype} "
                              f"{action.shape}")
-        if action.min() < 0 or action.max() >= self.n_classes:
+        # one reduction: negative ids become huge as unsigned
+        unsigned = action.view(np.uint64) if action.dtype == np.int64 else action.astype(np.uint64)
+        if unsigned.max() >= self.n_classes:
             raise ValueError(f"action must hold class ids in [0, {self.n_classes}); got values "
                              f"from {action.min()} to {action.max()}")
-        valid = batch["valid"]
-        y = batch["y"]
-        hit = (action == y) & valid
-        n_valid = int(valid.sum())
-        reward = float(hit.sum()) / n_valid
-        first = batch["first_exposure"] & valid
-        self.online_correct += int((hit & first).sum())
-        self.online_count += int(first.sum())
-        info = {"y": y, "valid": valid, "level": batch["level"],
-                "is_new_class": batch["is_new_class"], "first_exposure": batch["first_exposure"],
-                "sample_id": batch["sample_id"]}
+        ints, flags, n = batch["ints"], batch["flags"], batch["n"]
+        y = ints[0]
+        valid = batch["valid"].astype(bool)
+        hit = action == y
+        if n < self.B:
+            hit &= valid
+        n_hit = int(np.count_nonzero(hit))
+        reward = n_hit / n
+        if batch["all_first"]:
+            self.online_correct += n_hit
+            self.online_count += n
+        else:
+            first = flags[2]
+            self.online_correct += int(np.count_nonzero(hit & first))
+            self.online_count += int(np.count_nonzero(first))
+        info = {"y": y, "valid": valid, "level": ints[3], "is_new_class": flags[0],
+                "first_exposure": flags[2], "sample_id": ints[4]}
         if self.boundaries:
-            info["task"] = batch["task"]
-            info["major_task"] = batch["major_task"]
-            info["boundary"] = batch["boundary"]
+            info["task"] = ints[1]
+            info["major_task"] = ints[2]
+            info["boundary"] = flags[1]
         if self._ancestors is not None:
             info["ancestors"] = self._ancestors[y]
-        new = batch["is_new_class"]
-        if new.any():
-            ids = y[new & valid]
+        if batch["new"]:
+            ids = y[flags[0]]
             info["new_classes"] = {int(c): self._names[c] for c in ids}
             if self._ancestors is not None:
                 info["new_class_parents"] = {int(c): int(self._ancestors[c, -1]) for c in ids}

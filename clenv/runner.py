@@ -207,7 +207,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         from tqdm import tqdm
 
         bar = tqdm(total=stream.length, unit="samples", desc=cfg["name"], leave=False)
-    task_ends = stream.task_ends
+    task_ends = stream.task_ends.tolist()
     next_task = 0  # index of the next task end to reach
     next_eval = every if every else None
     started = -1
@@ -217,9 +217,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         if exposed and started < next_task:
             strategy.on_task_start(next_task)
             started = next_task
-        scores = strategy.predict(obs)
-        action = scores.argmax(1)
-        action = action.cpu().numpy() if hasattr(action, "cpu") else np.asarray(action)
+        action = strategy.predict(obs).argmax(1)
+        if not isinstance(action, np.ndarray):
+            action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
         new_obs, reward, terminated, _, info = env.step(action)
         strategy.learn(obs, info)
         obs = new_obs

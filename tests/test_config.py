@@ -61,7 +61,8 @@ def test_negative_size(small_cfg):
 
 def test_out_of_range_and_choices(small_cfg):
     small_cfg["scenario"]["boundaries"] = "sometimes"
-    assert "scenario.boundaries: expected one of exposed, hidden, got 'sometimes'" in _err(small_cfg)
+    expected = "scenario.boundaries: expected one of exposed, hidden, got 'sometimes'"
+    assert expected in _err(small_cfg)
 
 
 def test_strategy_param_checked(small_cfg):

@@ -44,7 +44,7 @@ def test_metrics_json_recomputed_from_events(small_cfg, tmp_path):
     R = [[_acc(r["counts"], "agnostic", classes[j]) for j in range(T)] for r in rows]
     assert np.allclose(R, on_disk["accuracy_matrix"])
     assert on_disk["final_accuracy"] == pytest.approx(sum(R[-1]) / T)
-    forg = [max(R[l][j] for l in range(j, T - 1)) - R[T - 1][j] for j in range(T - 1)]
+    forg = [max(R[i][j] for i in range(j, T - 1)) - R[T - 1][j] for j in range(T - 1)]
     assert on_disk["average_forgetting"] == pytest.approx(sum(forg) / (T - 1))
     assert on_disk["bwt"] == pytest.approx(sum(R[T - 1][j] - R[j][j] for j in range(T - 1))
                                            / (T - 1))

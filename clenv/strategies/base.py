@@ -110,10 +110,14 @@ class SupervisedStrategy(Strategy):
         """The valid rows of a stream batch as (raw x, y) tensors; marks their classes seen."""
         valid = info["valid"]
         x, y = batch["x"], info["y"]
-        if not valid.all():
+        if not valid[-1]:  # padding sits at the end of a batch
             x, y = x[valid], y[valid]
-        y_t = torch.from_numpy(y).to(self.device)
-        self.seen[y_t] = True
+        y_t = torch.from_numpy(y)
+        if self.device.type != "cpu":
+            y_t = y_t.to(self.device)
+        new = info.get("is_new_class")
+        if new is None or new.any():  # a class is seen from its first sample on
+            self.seen[y_t] = True
         return self.raw(x), y_t
 
     def n_steps(self, n_valid: int) -> int:
