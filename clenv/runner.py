@@ -180,6 +180,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     save_scores = cfg["output"]["save_scores"]
     scores_store: dict[str, np.ndarray] = {}
     state = {"steps": 0, "reward_sum": 0.0}
+    t_start = time.perf_counter()
 
     def record(kind: str, **extra) -> None:
         te = time.perf_counter()
@@ -198,7 +199,8 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
                    "task": int(min(stream.task_at(max(pos - 1, 0)), T - 1)),
                    "seen": np.flatnonzero(seen).tolist(), "counts": counts,
                    "online": {"correct": env.online_correct, "count": env.online_count},
-                   "reward_sum": state["reward_sum"], "budget": strategy.counters(), **extra})
+                   "reward_sum": state["reward_sum"], "budget": strategy.counters(),
+                   "wall": round(time.perf_counter() - t_start, 6), **extra})
         wall["eval"] += time.perf_counter() - te
 
     record("init")

@@ -146,3 +146,13 @@ def test_resolved_config_reloads(small_cfg, tmp_path):
     f = tmp_path / "resolved.yaml"
     f.write_text(dump_config(cfg))
     assert load_config(f) == {**cfg, "name": "small"}
+
+
+def test_task_ids_need_exposed_boundaries(small_cfg):
+    small_cfg["scenario"].update(task_ids=True, boundaries="hidden")
+    assert _err(small_cfg).startswith("scenario.task_ids: task ids in obs contradict")
+
+
+def test_iblurry_takes_n_tasks_only(small_cfg):
+    small_cfg["scenario"].update(generator="iblurry", classes_per_task=[2, 2, 2])
+    assert _err(small_cfg).startswith("scenario.classes_per_task: unknown key")

@@ -178,6 +178,9 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     dev = cfg["device"]
     if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
         raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {dev!r}")
+    if cfg["scenario"]["task_ids"] and cfg["scenario"]["boundaries"] == "hidden":
+        raise ConfigError("scenario.task_ids", "task ids in obs contradict hidden boundaries",
+                          "set scenario.task_ids: false or scenario.boundaries: exposed")
     if cfg["strategy"]["name"] == "joint" and cfg["scenario"]["boundaries"] != "exposed":
         raise ConfigError("strategy.name", "joint retrains at task ends and needs "
                           "scenario.boundaries: exposed", "set scenario.boundaries: exposed")

@@ -83,7 +83,7 @@ def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> Stream:
     if gen == "iblurry":
         n_disjoint = int(round(cfg["disjoint_percent"] / 100 * len(order)))
         disjoint, blurred = order[:n_disjoint], order[n_disjoint:]
-        n_tasks = (len(cfg["classes_per_task"]) if cfg["classes_per_task"] else cfg["n_tasks"])
+        n_tasks = cfg["n_tasks"]
         if n_tasks > max(len(disjoint), len(blurred)):
             raise ConfigError(f"{key}.n_tasks", "i-Blurry needs at least as many disjoint or "
                               "blurry classes as tasks", f"got {n_tasks} tasks for "

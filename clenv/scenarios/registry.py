@@ -18,9 +18,10 @@ class Generator:
     doc: str
 
 
-def _fields(*extra: str) -> dict[str, Field]:
+def _fields(*extra: str, drop: tuple[str, ...] = ()) -> dict[str, Field]:
     specific = {"blurry", "disjoint_percent", "blurry_percent"}
-    return {k: f for k, f in incremental.COMMON_FIELDS.items() if k not in specific or k in extra}
+    return {k: f for k, f in incremental.COMMON_FIELDS.items()
+            if (k not in specific or k in extra) and k not in drop}
 
 
 GENERATORS: dict[str, Generator] = {
@@ -28,7 +29,8 @@ GENERATORS: dict[str, Generator] = {
                           incremental.GENERATORS["disjoint"]),
     "blurry": Generator("blurry", _fields("blurry"), incremental.build_incremental,
                         incremental.GENERATORS["blurry"]),
-    "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent"),
+    "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent",
+                                              drop=("classes_per_task",)),
                          incremental.build_incremental, incremental.GENERATORS["iblurry"]),
 }
 
