@@ -44,16 +44,14 @@ class Evaluator:
         return out
 
     def counts(self, scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Per-class correct counts; ``mask`` is (C,) or per-row (n, C). A row with no
-        allowed class is never correct."""
+        """Per-class correct counts; ``mask`` is (C,) or per-row (n, C). A row counts as
+        correct only when its best allowed score is finite: a row with no allowed class, or
+        whose allowed classes the strategy itself masked to -inf, is never correct."""
         y = self.test_y[rows]
         masked = np.where(mask, scores, -np.inf)
         pred = masked.argmax(axis=1)
-        allowed = mask.any(axis=-1)
-        if np.ndim(allowed) == 0:
-            ok = (pred == y) & bool(allowed)
-        else:
-            ok = (pred == y) & allowed
+        best = np.take_along_axis(masked, pred[:, None], axis=1)[:, 0]
+        ok = (pred == y) & np.isfinite(best)
         return np.bincount(y[ok], minlength=self.C)
 
     def evaluate(self, strategy, seen: np.ndarray, *, task_aware: bool,

@@ -163,3 +163,19 @@ def test_split_mnist_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert m["complete"] and m["n_tasks"] == 5 and m["final_accuracy"] > 0.3
+
+
+ROOT_FREE = [f for f in sorted(SCENARIOS.glob("*.yaml"))
+             if yaml.safe_load(f.read_text())["data"]["source"] in ("synthetic", "digits")]
+
+
+@pytest.mark.parametrize("scenario", ROOT_FREE, ids=lambda p: p.stem)
+@pytest.mark.parametrize("preset", sorted((REPO / "strategies").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_ready_scenarios_with_every_preset(scenario, preset, tmp_path):
+    out = tmp_path / "r"
+    assert main(["run", str(scenario), "--strategy", str(preset), "--out", str(out), "--quiet",
+                 "--set", "output.plots=false"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["complete"] and m["final_accuracy"] is not None
+    assert m["budget"]["grad_steps"] > 0

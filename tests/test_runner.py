@@ -157,3 +157,21 @@ def test_cnn_on_digits_and_scores(tmp_path):
     with np.load(tmp_path / "scores.npz") as z:
         assert set(z.files) == {"row_0", "row_1"}
         assert z["row_0"].dtype == np.float16 and z["row_0"].shape[1] == 10
+
+
+def test_evaluator_never_credits_fully_masked_rows(small_cfg):
+    from clenv.evaluator import Evaluator
+
+    r = Run(load_config(small_cfg))
+
+    class AllMasked:
+        def predict(self, obs):
+            return np.full((len(obs["x"]), r.env.n_classes), -np.inf, dtype=np.float32)
+
+    ev = Evaluator(r.pool, r.env.stream)
+    seen = np.ones(r.env.n_classes, dtype=bool)
+    counts, _ = ev.evaluate(AllMasked(), seen, task_aware=True,
+                            fwt_masks=np.ones((3, r.env.n_classes), dtype=bool))
+    # argmax over all -inf would say class 0 for every row; that must not count as correct
+    assert counts["agnostic"] == counts["aware"] == counts["fwt_base"] == [0] * 6
+    assert sum(counts["total"]) == 6 * 20
