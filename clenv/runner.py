@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.loader import dump_config
 from clenv.data.pool import Pool
 from clenv.data.registry import load_pool
 from clenv.env import ContinualEnv
 from clenv.evaluator import Evaluator
 from clenv.events import EventLog
-from clenv.metrics.summary import summarize, write_json_atomic
+from clenv.metrics.summary import summarize
 from clenv.scenarios.registry import build_stream
 from clenv.strategies.base import Strategy, resolve_device
 from clenv.strategies.registry import STRATEGIES, import_target, strategy_entry
@@ -93,7 +94,7 @@ class Run:
         out = Path(out_dir) if out_dir is not None else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(dump_config(cfg))
+            write_text_atomic(out / "config.yaml", dump_config(cfg))
             write_json_atomic(out / "run.json", provenance(cfg, self.env.stream.sha256()))
         log = EventLog(out / "events.jsonl" if out is not None else None)
         wall: dict = {"setup": time.perf_counter() - t0}
@@ -131,9 +132,7 @@ def write_results(out: Path, metrics: dict, cfg: dict) -> None:
     R = metrics["accuracy_matrix"]
     lines = ["row," + ",".join(f"task_{j}" for j in range(metrics["n_tasks"]))]
     lines += [f"{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(R)]
-    tmp = out / ".accuracy_matrix.csv.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / "accuracy_matrix.csv")
+    write_text_atomic(out / "accuracy_matrix.csv", "\n".join(lines) + "\n")
     if cfg["output"]["plots"]:
         from clenv.plots import save_run_figures
 
