@@ -9,7 +9,7 @@ obs of step t is batch t+1. Test-then-train: the Runner predicts, steps, then le
 from __future__ import annotations
 
 import operator
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -26,7 +26,8 @@ class ContinualEnv(gym.Env):
     ``stream_factory(seed)`` builds the stream for a scenario seed; ``reset(seed=s)`` rebuilds
     it with seed s. With ``boundaries`` exposed a batch never spans two tasks (the last batch
     of a task is padded, valid = 0); with hidden boundaries task ids and boundary flags are
-    left out of info.
+    left out of info. Inputs of non-zero domains are transformed chunk by chunk, with the
+    chunk's own generator, so a position's input depends only on (seed, chunk).
     """
 
     metadata = {"render_modes": []}
@@ -42,11 +43,11 @@ class ContinualEnv(gym.Env):
         self.expose_task = task_ids
         self.n_classes = pool.n_classes
         shape = (self.B, *pool.shape)
+        self._clip: tuple[float, float] | None = None
         if pool.is_image:
             x_space = spaces.Box(0, 255, shape, dtype=np.uint8)
         else:
-            # 0 is inside the bounds: padded rows and the terminal obs are zeros
-            lo, hi = min(float(pool.x.min()), 0.0), max(float(pool.x.max()), 0.0)
+            lo, hi = self._float_bounds()
             x_space = spaces.Box(lo, hi, shape, dtype=np.float32)
         obs_spaces = {"x": x_space, "valid": spaces.MultiBinary(self.B)}
         if task_ids:
@@ -62,54 +63,88 @@ class ContinualEnv(gym.Env):
         self._batch: dict | None = None
         self._chunk_id = -1
         self._ones8 = np.ones(self.B, dtype=np.int8)
-        self._task_idx = 0
-        self._next_end = 0
+
+    def _float_bounds(self) -> tuple[float, float]:
+        """Bounds of float inputs: the pool's range and 0 (padding), widened to hold every
+        domain's transform (probed on the pool; inputs are clipped to the bounds)."""
+        x = self.pool.x
+        lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+        if self.stream.n_domains > 1:
+            probe = x[: min(len(x), 20000)]
+            rng = np.random.default_rng(0)
+            for d in range(1, self.stream.n_domains):
+                t = self.stream.transform(probe, d, rng)
+                lo, hi = min(lo, float(t.min())), max(hi, float(t.max()))
+            margin = 0.25 * (hi - lo)
+            lo, hi = lo - margin, hi + margin
+            self._clip = (lo, hi)
+        return lo, hi
 
     # -- batches -------------------------------------------------------------------------------
     # A batch holds x (n, *shape), ints (5, n) = y, task, major_task, level, sample_id and
     # flags (3, n) = is_new_class, boundary, first_exposure: three block copies per step.
-    def _records(self, start: int, stop: int) -> dict:
-        rec = self.stream.slice(start, stop)
-        index = rec["index"]
-        flags = np.stack([rec["is_new_class"], rec["boundary"], rec["first_exposure"]])
-        return {"x": self.pool.x[index],
-                "ints": np.stack([self.pool.y[index], rec["task"], rec["major_task"],
-                                  rec["level"], rec["sample_id"]]),
-                "flags": flags, "new": np.flatnonzero(flags[0]).tolist(),
-                "all_first": bool(flags[2].all())}
-
     def _load_chunk(self, k: int) -> None:
-        cs = self.stream.chunk_size
-        self._chunk = self._records(k * cs, (k + 1) * cs)
+        stream = self.stream
+        rec = stream.chunk(k)
+        index = rec["index"]
+        x = self.pool.x[index]
+        if stream.n_domains > 1:
+            rng = np.random.default_rng(np.random.SeedSequence([stream.seed, k, 0xD0]))
+            domain = rec["domain"]
+            for d in np.unique(domain):
+                if d:
+                    sel = domain == d
+                    x[sel] = stream.transform(x[sel], int(d), rng)
+            if self._clip is not None:
+                np.clip(x, *self._clip, out=x)
+        flags = np.stack([rec["is_new_class"], rec["boundary"], rec["first_exposure"]])
+        self._chunk = {
+            "x": x, "flags": flags,
+            "ints": np.stack([self.pool.y[index], rec["task"], rec["major_task"], rec["level"],
+                              rec["sample_id"]]),
+            "new": np.flatnonzero(flags[0]).tolist(), "all_first": bool(flags[2].all())}
         self._chunk_id = k
-        self._chunk_start = k * cs
+        self._chunk_start = k * stream.chunk_size
 
-    def _make_batch(self, start: int) -> dict:
-        """The batch starting at ``start``: fresh arrays padded to B rows."""
-        stop = min(start + self.B, self.stream.length)
+    def _batch_stop(self, start: int, limit: int | None = None) -> int:
+        stop = min(start + self.B, self.stream.length if limit is None else limit)
         if self.boundaries:
-            while self._next_end <= start:
-                self._task_idx += 1
-                self._next_end = int(self.stream.task_ends[self._task_idx])
-            stop = min(stop, self._next_end)
-        n = stop - start
+            ends = self._task_ends
+            i = bisect_right(ends, start)
+            if i < len(ends):
+                stop = min(stop, ends[i])
+        return stop
+
+    def _take(self, start: int, stop: int) -> dict:
+        """Fresh copies of positions [start, stop) from the chunk cache (loading as needed)."""
         cs = self.stream.chunk_size
-        k = start // cs
-        if k != self._chunk_id:
-            self._load_chunk(k)
-        a = start - self._chunk_start
-        b = a + n
-        if b <= cs:
+        parts = []
+        while start < stop:
+            k = start // cs
+            if k != self._chunk_id:
+                self._load_chunk(k)
             rec = self._chunk
+            a = start - self._chunk_start
+            b = min(stop - self._chunk_start, cs)
             new = rec["new"]
             i = bisect_left(new, a)
-            batch = {"x": rec["x"][a:b].copy(), "ints": rec["ints"][:, a:b].copy(),
-                     "flags": rec["flags"][:, a:b].copy(),
-                     "new": i < len(new) and new[i] < b, "all_first": rec["all_first"]}
-        else:  # the batch straddles two chunks
-            rec = self._records(start, stop)
-            batch = {"x": rec["x"], "ints": rec["ints"], "flags": rec["flags"],
-                     "new": bool(rec["new"]), "all_first": rec["all_first"]}
+            parts.append({"x": rec["x"][a:b].copy(), "ints": rec["ints"][:, a:b].copy(),
+                          "flags": rec["flags"][:, a:b].copy(),
+                          "new": i < len(new) and new[i] < b, "all_first": rec["all_first"]})
+            start = self._chunk_start + b
+        if len(parts) == 1:
+            return parts[0]
+        return {"x": np.concatenate([p["x"] for p in parts]),
+                "ints": np.concatenate([p["ints"] for p in parts], axis=1),
+                "flags": np.concatenate([p["flags"] for p in parts], axis=1),
+                "new": any(p["new"] for p in parts),
+                "all_first": all(p["all_first"] for p in parts)}
+
+    def _make_batch(self, start: int, limit: int | None = None) -> dict:
+        """The batch starting at ``start``: fresh arrays padded to B rows."""
+        stop = self._batch_stop(start, limit)
+        n = stop - start
+        batch = self._take(start, stop)
         if n < self.B:
             x = np.zeros((self.B, *batch["x"].shape[1:]), dtype=batch["x"].dtype)
             x[:n] = batch["x"]
@@ -138,17 +173,55 @@ class ContinualEnv(gym.Env):
             obs["task"] = np.int64(batch["ints"][1, 0])
         return obs
 
+    def _info(self, batch: dict, valid: np.ndarray) -> dict:
+        ints, flags = batch["ints"], batch["flags"]
+        y = ints[0]
+        info = {"y": y, "valid": valid, "level": ints[3], "is_new_class": flags[0],
+                "first_exposure": flags[2], "sample_id": ints[4]}
+        if self.boundaries:
+            info["task"] = ints[1]
+            info["major_task"] = ints[2]
+            info["boundary"] = flags[1]
+        if self._ancestors is not None:
+            info["ancestors"] = self._ancestors[y]
+        if batch["new"]:
+            ids = y[flags[0]]
+            info["new_classes"] = {int(c): self._names[c] for c in ids}
+            if self._ancestors is not None:
+                info["new_class_parents"] = {int(c): int(self._ancestors[c, -1]) for c in ids}
+        return info
+
+    def iter_batches(self, start: int, stop: int):
+        """(obs, info) of the batches covering positions [start, stop), cut as in an episode,
+        for replaying part of the stream to another learner (e.g. a from-scratch copy). New
+        classes are those new to that learner: first appearances within [start, stop).
+        Leaves the episode's position unchanged."""
+        pos = start
+        known: set[int] = set()
+        while pos < stop:
+            batch = self._make_batch(pos, limit=stop)
+            n = batch["n"]
+            y = batch["ints"][0, :n].tolist()
+            new = np.zeros(self.B, dtype=bool)
+            for i, c in enumerate(y):
+                if c not in known:
+                    known.add(c)
+                    new[i] = True
+            batch["flags"][0] = new
+            batch["new"] = bool(new.any())
+            yield self._obs(batch), self._info(batch, batch["valid"].astype(bool))
+            pos = batch["stop"]
+
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None and seed != self.stream.seed:
             self.stream = self._factory(seed)
             self._chunk_id = -1
+        self._task_ends = self.stream.task_ends.tolist()
         self.position = 0
         self.online_correct = 0
         self.online_count = 0
-        self._task_idx = 0
-        self._next_end = int(self.stream.task_ends[0]) if self.stream.n_tasks else 0
         self._batch = self._make_batch(0) if self.stream.length else None
         return self._obs(self._batch), {"stream_length": self.stream.length,
                                         "n_tasks": self.stream.n_tasks}
@@ -169,8 +242,7 @@ class ContinualEnv(gym.Env):
         if min(labels) < 0 or max(labels) >= self.n_classes:
             raise ValueError(f"action must hold class ids in [0, {self.n_classes}); got values "
                              f"from {min(labels)} to {max(labels)}")
-        ints, flags, n = batch["ints"], batch["flags"], batch["n"]
-        y = ints[0]
+        y, n = batch["ints"][0], batch["n"]
         valid = batch["valid"].astype(bool)
         if n == self.B and batch["all_first"] and n <= 64:
             n_hit = sum(map(operator.eq, labels, y.tolist()))
@@ -179,23 +251,11 @@ class ContinualEnv(gym.Env):
         else:
             hit = (action == y) & valid
             n_hit = int(np.count_nonzero(hit))
-            first = flags[2]
+            first = batch["flags"][2]
             self.online_correct += int(np.count_nonzero(hit & first))
             self.online_count += int(np.count_nonzero(first))
         reward = n_hit / n
-        info = {"y": y, "valid": valid, "level": ints[3], "is_new_class": flags[0],
-                "first_exposure": flags[2], "sample_id": ints[4]}
-        if self.boundaries:
-            info["task"] = ints[1]
-            info["major_task"] = ints[2]
-            info["boundary"] = flags[1]
-        if self._ancestors is not None:
-            info["ancestors"] = self._ancestors[y]
-        if batch["new"]:
-            ids = y[flags[0]]
-            info["new_classes"] = {int(c): self._names[c] for c in ids}
-            if self._ancestors is not None:
-                info["new_class_parents"] = {int(c): int(self._ancestors[c, -1]) for c in ids}
+        info = self._info(batch, valid)
         self.position = batch["stop"]
         terminated = self.position >= self.stream.length
         self._batch = None if terminated else self._make_batch(self.position)

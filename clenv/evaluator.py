@@ -1,9 +1,11 @@
-"""Evaluation on the pool's test set: per-class counts of correct predictions under a mask.
+"""Evaluation on the pool's test set: per-unit counts of correct predictions under a mask.
 
-One predict pass over the test samples gives the scores; masks decide which classes compete:
-task-agnostic (all classes seen so far), task-aware (the classes of the sample's task), or any
-per-task mask (the FWT baseline at initialisation). Counts, not accuracies, go to the event log,
-so every metric is a pure function of the log.
+A unit is a (domain, class) pair (DESIGN.md: one column of R per task or concept, a concept
+being a class set under one input domain). The test rows are the test samples of every unit in
+a column, under that unit's domain transform. One predict pass gives the scores; masks decide
+which classes compete: task-agnostic (all classes seen so far), task-aware (the classes of the
+row's column), or any per-column mask (the FWT baseline at initialisation). Counts, not
+accuracies, go to the event log, so every metric is a pure function of the log.
 """
 
 from __future__ import annotations
@@ -15,69 +17,92 @@ from clenv.scenarios.stream import Stream
 
 
 class Evaluator:
-    """Scores the strategy on test samples of the stream's classes."""
+    """Scores a strategy on the test rows of the stream's columns."""
 
     def __init__(self, pool: Pool, stream: Stream, batch_size: int = 1024) -> None:
         self.pool = pool
         self.stream = stream
         self.batch_size = batch_size
         self.C = pool.n_classes
+        self.U = stream.n_units
         test = pool.test_indices
-        in_stream = stream.major_task[pool.y[test]] >= 0
-        self.test_idx = test[in_stream]
-        self.test_y = pool.y[self.test_idx]
-        self.test_task = stream.major_task[self.test_y]
-        self.task_mask = np.zeros((stream.n_tasks, self.C), dtype=bool)
-        for t, cls in enumerate(stream.task_classes):
-            self.task_mask[t, cls] = True
-        self.totals = np.bincount(self.test_y, minlength=self.C)
+        test_y = pool.y[test]
+        idx, unit, col = [], [], []
+        for j, units in enumerate(stream.columns):
+            for u in np.asarray(units, dtype=np.int64):
+                rows = test[test_y == u % self.C]
+                idx.append(rows)
+                unit.append(np.full(len(rows), u))
+                col.append(np.full(len(rows), j))
+        empty = [np.zeros(0, dtype=np.int64)]
+        self.test_idx, self.test_unit, self.test_col = (
+            np.concatenate(parts + empty) for parts in (idx, unit, col))
+        self.test_y = self.test_unit % self.C
+        self.test_domain = self.test_unit // self.C
+        self._x = None
+        if stream.n_domains > 1:  # transformed test inputs, fixed once per run
+            x = pool.x[self.test_idx]
+            for d in range(1, stream.n_domains):
+                sel = self.test_domain == d
+                if sel.any():
+                    rng = np.random.default_rng(np.random.SeedSequence([stream.seed, 0x7E57, d]))
+                    x[sel] = stream.transform(x[sel], d, rng)
+            self._x = x
+        self.col_mask = np.zeros((len(stream.columns), self.C), dtype=bool)
+        for j, units in enumerate(stream.columns):
+            self.col_mask[j, np.asarray(units, dtype=np.int64) % self.C] = True
+
+    def inputs(self, rows: np.ndarray) -> np.ndarray:
+        return self._x[rows] if self._x is not None else self.pool.x[self.test_idx[rows]]
 
     def scores(self, strategy, rows: np.ndarray) -> np.ndarray:
-        """Scores (n, C) for the test rows ``rows`` (indices into test_idx), batched."""
+        """Scores (n, C) for the test rows ``rows``, in predict calls of batch_size rows."""
         out = np.empty((len(rows), self.C), dtype=np.float32)
         for s in range(0, len(rows), self.batch_size):
-            idx = self.test_idx[rows[s:s + self.batch_size]]
-            x = self.pool.x[idx]
-            obs = {"x": x, "valid": np.ones(len(x), dtype=np.int8)}
-            sc = strategy.predict(obs)
+            x = self.inputs(rows[s:s + self.batch_size])
+            sc = strategy.predict({"x": x, "valid": np.ones(len(x), dtype=np.int8)})
             out[s:s + len(x)] = sc.detach().cpu().numpy() if hasattr(sc, "detach") else sc
         return out
 
     def counts(self, scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Per-class correct counts; ``mask`` is (C,) or per-row (n, C). A row counts as
+        """Per-unit correct counts; ``mask`` is (C,) or per-row (n, C). A row counts as
         correct only when its best allowed score is finite: a row with no allowed class, or
         whose allowed classes the strategy itself masked to -inf, is never correct."""
-        y = self.test_y[rows]
         masked = np.where(mask, scores, -np.inf)
         pred = masked.argmax(axis=1)
         best = np.take_along_axis(masked, pred[:, None], axis=1)[:, 0]
-        ok = (pred == y) & np.isfinite(best)
-        return np.bincount(y[ok], minlength=self.C)
+        ok = (pred == self.test_y[rows]) & np.isfinite(best)
+        return np.bincount(self.test_unit[rows][ok], minlength=self.U)
 
-    def evaluate(self, strategy, seen: np.ndarray, *, task_aware: bool,
-                 fwt_masks: np.ndarray | None = None, only_seen: bool = False) -> dict:
-        """Counts on the test set. ``seen`` is the (C,) mask of classes seen so far.
+    def evaluate(self, strategy, seen: np.ndarray, *, seen_units: np.ndarray | None = None,
+                 task_aware: bool = True, fwt_masks: np.ndarray | None = None,
+                 columns: list[int] | None = None) -> tuple[dict, np.ndarray | None]:
+        """Counts on the test rows. ``seen``: (C,) classes that compete (task-agnostic).
 
-        only_seen: evaluate only test samples of seen classes (anytime evaluations).
-        fwt_masks: (T, C) per-task masks for the FWT baseline (row j = classes usable when
-        R[j-1][j] is measured).
+        seen_units: evaluate only rows of these units (anytime evaluations); columns: only
+        rows of these columns; fwt_masks: (n_columns, C) per-column masks for the FWT
+        baseline (row j = classes usable when R[j-1][j] is measured).
         """
-        rows = (np.flatnonzero(seen[self.test_y]) if only_seen
-                else np.arange(len(self.test_idx)))
-        totals = np.bincount(self.test_y[rows], minlength=self.C)
+        keep = np.ones(len(self.test_idx), dtype=bool)
+        if seen_units is not None:
+            keep &= seen_units[self.test_unit]
+        if columns is not None:
+            keep &= np.isin(self.test_col, columns)
+        rows = np.flatnonzero(keep)
+        rec: dict = {"total": np.bincount(self.test_unit[rows], minlength=self.U).tolist()}
+        zero = [0] * self.U
         if len(rows) == 0:
-            zero = np.zeros(self.C, dtype=np.int64)
-            rec = {"total": totals.tolist(), "agnostic": zero.tolist()}
+            rec["agnostic"] = zero
             if task_aware:
-                rec["aware"] = zero.tolist()
+                rec["aware"] = zero
             if fwt_masks is not None:
-                rec["fwt_base"] = zero.tolist()
+                rec["fwt_base"] = zero
             return rec, None
         sc = self.scores(strategy, rows)
-        rec = {"total": totals.tolist(), "agnostic": self.counts(sc, rows, seen).tolist()}
-        tasks = self.test_task[rows]
+        rec["agnostic"] = self.counts(sc, rows, seen).tolist()
+        cols = self.test_col[rows]
         if task_aware:
-            rec["aware"] = self.counts(sc, rows, self.task_mask[tasks]).tolist()
+            rec["aware"] = self.counts(sc, rows, self.col_mask[cols]).tolist()
         if fwt_masks is not None:
-            rec["fwt_base"] = self.counts(sc, rows, fwt_masks[tasks]).tolist()
+            rec["fwt_base"] = self.counts(sc, rows, fwt_masks[cols]).tolist()
         return rec, sc

@@ -22,60 +22,81 @@ def _pyplot():
     return plt
 
 
-def task_curves(events: list[dict]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(samples, acc[T, n], start) over the init, anytime and task-end evaluations; acc is nan
-    where a task has no seen class yet."""
+def column_curves(events: list[dict]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(samples, acc[J, n], start) over the init, anytime, probe and task-end evaluations of
+    each accuracy-matrix column (task or concept); nan where a column has no seen unit yet."""
     start = next(e for e in events if e["type"] == "start")
     evals = sorted((e for e in events if e["type"] == "eval"),
-                   key=lambda e: (e["samples"], e["kind"] != "anytime"))
-    T = start["n_tasks"]
+                   key=lambda e: (e["samples"], e["kind"] == "task_end"))
+    columns = start["columns"]
     samples = np.array([e["samples"] for e in evals], dtype=float)
-    acc = np.full((T, len(evals)), np.nan)
+    acc = np.full((len(columns), len(evals)), np.nan)
     for n, e in enumerate(evals):
         seen = set(e["seen"])
-        for j, cls in enumerate(start["task_classes"]):
-            cls_seen = [c for c in cls if c in seen]
-            if cls_seen:
-                v = accuracy_from_counts(e["counts"]["agnostic"], e["counts"]["total"], cls_seen)
+        for j, units in enumerate(columns):
+            units_seen = [u for u in units if u in seen]
+            if units_seen:
+                v = accuracy_from_counts(e["counts"]["agnostic"], e["counts"]["total"],
+                                         units_seen)
                 if v is not None:
                     acc[j, n] = v
     return samples, acc, start
 
 
+def training_spans(start: dict) -> list[list[tuple[int, int, bool]]]:
+    """Per column, the (start, end, is_drift) stream spans in which it is trained."""
+    spans: list[list[tuple[int, int, bool]]] = [[] for _ in start["columns"]]
+    segments = (start.get("lifelong") or {}).get("segments")
+    if segments:
+        for seg in segments:
+            for j in seg["columns"]:
+                spans[j].append((seg["start"], seg["end"], seg["type"] == "drift"))
+    else:
+        for j, (a, b) in enumerate(zip(start["task_starts"], start["task_ends"], strict=True)):
+            if j < len(spans):
+                spans[j].append((a, b, False))
+    return spans
+
+
 def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLike) -> Path:
-    """Per-task accuracy against samples seen; one panel per task, runs overlaid."""
+    """Accuracy of every task / concept against samples seen; one panel per column, the spans
+    in which it is trained shaded (hatched: drift), runs overlaid."""
     plt = _pyplot()
     runs = [(Path(d), read_events(Path(d) / "events.jsonl")) for d in run_dirs]
-    T = max(next(e for e in ev if e["type"] == "start")["n_tasks"] for _, ev in runs)
-    cols = min(T, 5)
-    nrows = -(-T // cols)
+    first_start = next(e for e in runs[0][1] if e["type"] == "start")
+    J = max(len(next(e for e in ev if e["type"] == "start")["columns"]) for _, ev in runs)
+    cols = min(J, 5)
+    nrows = -(-J // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows + 0.9),
                              sharey=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, spans in enumerate(training_spans(first_start)):
+        ax = axes[j // cols][j % cols]
+        for a, b, drift in spans:
+            ax.axvspan(a, b, color="tab:gray", alpha=0.12 if drift else 0.22, lw=0,
+                       hatch="//" if drift else None)
+        ax.set_xlim(0, first_start["stream_length"])
+        for b in first_start["task_ends"][:-1]:
+            ax.axvline(b, color="0.8", lw=0.6, ls="--", zorder=0)
+        ax.set_title(first_start["column_names"][j], fontsize=9)
     for r, (d, ev) in enumerate(runs):
-        samples, acc, start = task_curves(ev)
+        samples, acc, start = column_curves(ev)
         label = start["strategy"] if len(runs) == 1 else f"{d.name} ({start['strategy']})"
-        for j in range(start["n_tasks"]):
-            ax = axes[j // cols][j % cols]
-            ax.plot(samples, acc[j], color=colors[r % len(colors)], lw=1.4,
-                    label=label if j == 0 else None)
-            if r == 0:
-                ax.set_xlim(0, start["stream_length"])
-                for b in start["task_ends"][:-1]:
-                    ax.axvline(b, color="0.8", lw=0.8, ls="--", zorder=0)
-                ax.set_title(f"task {j}", fontsize=9)
-    for j in range(T, nrows * cols):
+        for j in range(len(start["columns"])):
+            axes[j // cols][j % cols].plot(samples, acc[j], color=colors[r % len(colors)],
+                                           lw=1.4, label=label if j == 0 else None)
+    for j in range(J, nrows * cols):
         axes[j // cols][j % cols].axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
     for ax in axes[-1, :]:
         ax.set_xlabel("stream samples seen")
     axes[0][0].set_ylim(-0.02, 1.02)
-    fig.suptitle("Per-task accuracy on seen classes (dashed: task boundaries)", y=0.99,
-                 fontsize=10)
-    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.92), ncol=min(len(runs), 4),
+    fig.suptitle("Accuracy per task/concept on seen classes (shaded: trained; hatched: drift; "
+                 "dashed: segment ends)", y=0.99, fontsize=10)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.93), ncol=min(len(runs), 4),
                fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.84))
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
     out_file = Path(out_file)
     fig.savefig(out_file, dpi=110)
     plt.close(fig)

@@ -53,7 +53,7 @@ def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
         task_ids=sc["task_ids"], boundaries=sc["boundaries"] == "exposed",
         levels=env.pool.depth, device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
         memory_size=budget["memory_size"], updates_per_sample=budget["updates_per_sample"],
-        epochs=sc["epochs"], model=cfg["model"])
+        epochs=sc.get("epochs", 1), model=cfg["model"])
 
 
 def provenance(cfg: dict, stream_sha: str) -> dict:
@@ -100,6 +100,10 @@ class Run:
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out)
+            if self.env.stream.meta.get("related"):
+                tr = time.perf_counter()
+                scratch_copies(cfg, self.env, log)
+                wall["transfer"] = time.perf_counter() - tr
             if cfg["eval"]["reference"] == "joint":
                 tr = time.perf_counter()
                 ref_cfg = {**cfg, "strategy": {"name": "joint", **_joint_params(cfg)}}
@@ -119,6 +123,31 @@ class Run:
         if out is not None:
             write_results(out, metrics, cfg)
         return metrics
+
+
+def scratch_copies(cfg: dict, env: ContinualEnv, log: EventLog) -> None:
+    """For each related pair (A -> B), a fresh copy of the strategy (same seed) learns exactly
+    the samples of B's segment the learner had seen at its transfer probe, then is evaluated
+    on B's test set: the from-scratch baseline of pair forward transfer."""
+    stream = env.stream
+    evaluator = Evaluator(env.pool, stream, cfg["eval"]["batch_size"])
+    probes = {e["pair"]: e for e in log.records
+              if e["type"] == "eval" and e["kind"] == "probe" and e.get("probe") == "transfer"}
+    for i, pair in enumerate(stream.meta["related"]):
+        if i not in probes:
+            continue
+        start, stop = pair["start"], probes[i]["samples"]
+        copy = make_strategy(cfg["strategy"])
+        copy.setup(make_spec(cfg, env))
+        if cfg["scenario"]["boundaries"] == "exposed":
+            copy.on_task_start(pair["segment"])
+        for obs, info in env.iter_batches(start, stop):
+            copy.learn(obs, info)
+        part = stream.slice(start, stop)
+        seen = np.zeros(env.n_classes, dtype=bool)
+        seen[stream.labels_of(part["index"])] = True
+        counts, _ = evaluator.evaluate(copy, seen, task_aware=False, columns=[pair["b"]])
+        log.write({"type": "scratch", "pair": i, "samples": stop - start, "counts": counts})
 
 
 def _joint_params(cfg: dict) -> dict:
@@ -166,13 +195,17 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
     log.write({
-        "type": "start", "format": 1, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
-        "n_classes": env.n_classes, "class_names": env.pool.class_names, "n_tasks": T,
-        "task_classes": [c.tolist() for c in stream.task_classes],
-        "task_starts": stream.task_starts.tolist(), "task_ends": stream.task_ends.tolist(),
+        "type": "start", "format": 2, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
+        "generator": stream.generator, "n_classes": env.n_classes,
+        "class_names": env.pool.class_names, "n_tasks": T, "n_domains": stream.n_domains,
+        "columns": [np.asarray(c).tolist() for c in stream.columns],
+        "column_names": stream.column_names, "first_row": stream.first_row,
+        "square": stream.square, "task_starts": stream.task_starts.tolist(),
+        "task_ends": stream.task_ends.tolist(),
+        "unit_first_position": stream.unit_first_position.tolist(),
         "first_position": stream.first_position.tolist(), "stream_length": stream.length,
         "batch_size": env.B, "eval_every": every, "budget_limits": limits,
-        "seed": cfg["seed"], "scenario_seed": sc["seed"],
+        "seed": cfg["seed"], "scenario_seed": sc["seed"], "lifelong": stream.meta,
     })
     wall.update(train=0.0, eval=0.0)
     exposed = sc["boundaries"] == "exposed"
@@ -185,18 +218,20 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         te = time.perf_counter()
         pos = env.position
         seen = stream.seen_mask(pos)
+        units = stream.seen_units(pos)
         fwt_masks = None
-        if kind == "init":
+        if kind == "init" and stream.square:
             fwt_masks = np.zeros((T, env.n_classes), dtype=bool)
             for j in range(1, T):
                 fwt_masks[j] = stream.seen_mask(int(stream.task_ends[j - 1]))
-        counts, sc_arr = evaluator.evaluate(strategy, seen, task_aware=kind != "anytime",
-                                            fwt_masks=fwt_masks, only_seen=kind == "anytime")
+        counts, sc_arr = evaluator.evaluate(
+            strategy, seen, task_aware=kind in ("init", "task_end"), fwt_masks=fwt_masks,
+            seen_units=units if kind in ("anytime", "probe") else None)
         if save_scores and kind == "task_end" and sc_arr is not None:
             scores_store[f"row_{extra['row']}"] = sc_arr.astype(np.float16)
         log.write({"type": "eval", "kind": kind, "samples": pos, "steps": state["steps"],
                    "task": int(min(stream.task_at(max(pos - 1, 0)), T - 1)),
-                   "seen": np.flatnonzero(seen).tolist(), "counts": counts,
+                   "seen": np.flatnonzero(units).tolist(), "counts": counts,
                    "online": {"correct": env.online_correct, "count": env.online_count},
                    "reward_sum": state["reward_sum"], "budget": strategy.counters(),
                    "wall": round(time.perf_counter() - t_start, 6), **extra})
@@ -211,6 +246,8 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     task_ends = stream.task_ends.tolist()
     next_task = 0  # index of the next task end to reach
     next_eval = every if every else None
+    probes = list(stream.probes)
+    next_probe = probes[0][0] if probes else None
     started = -1
     tt = time.perf_counter()
     terminated = False
@@ -234,6 +271,11 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             wall["train"] += time.perf_counter() - tt
             record("anytime")
             next_eval = (pos // every + 1) * every
+            tt = time.perf_counter()
+        while next_probe is not None and pos >= next_probe:
+            wall["train"] += time.perf_counter() - tt
+            record("probe", target=next_probe, **probes.pop(0)[1])
+            next_probe = probes[0][0] if probes else None
             tt = time.perf_counter()
         while next_task < T and pos >= task_ends[next_task]:
             wall["train"] += time.perf_counter() - tt

@@ -38,7 +38,7 @@ def test_metrics_json_recomputed_from_events(small_cfg, tmp_path):
     assert json.loads(json.dumps(metrics)) == on_disk
     # ... and the main numbers recomputed here by hand from the counts
     start = events[0]
-    classes = start["task_classes"]
+    classes = start["columns"]  # one domain: units are classes
     T = start["n_tasks"]
     rows = sorted([e for e in events if e.get("kind") == "task_end"], key=lambda e: e["row"])
     R = [[_acc(r["counts"], "agnostic", classes[j]) for j in range(T)] for r in rows]

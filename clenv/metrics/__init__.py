@@ -28,6 +28,14 @@ from clenv.metrics.anytime import (
     online_accuracy,
     wc_acc,
 )
+from clenv.metrics.lifelong import (
+    concept_final_accuracy,
+    concept_forgetting,
+    f_last,
+    few_shot_summary,
+    pair_backward_transfer,
+    pair_forward_transfer,
+)
 
 METRICS: dict[str, str] = {
     "final_accuracy": "mean accuracy over all tasks after the last task, mean_j R[T-1][j]",
@@ -52,6 +60,15 @@ METRICS: dict[str, str] = {
     "online_accuracy": "test-then-train accuracy on first-exposure stream samples",
     "old_class_accuracy": "sample-weighted accuracy on classes from earlier tasks",
     "new_class_accuracy": "sample-weighted accuracy on classes of the current task",
+    "f_last": "class-wise forgetting at the end of a stream, mean over units of the best "
+    "earlier accuracy minus the last one (Koh et al. 2022)",
+    "concept_forgetting": "mean drop from the best accuracy since a concept was first trained "
+    "to the final one, over the columns of a rectangular R",
+    "forward_transfer": "related pairs A -> B: accuracy on B after k samples of B, learner minus "
+    "a from-scratch copy trained on the same k samples",
+    "backward_transfer": "related pairs A -> B: accuracy on A after B's segment minus before it",
+    "few_shot_accuracy": "accuracy on a few-shot concept's test set after its k examples, with "
+    "its curve over repeated passes",
 }
 
 __all__ = [
@@ -75,4 +92,10 @@ __all__ = [
     "wc_acc",
     "accuracy_from_counts",
     "old_new_accuracy",
+    "f_last",
+    "concept_forgetting",
+    "concept_final_accuracy",
+    "pair_forward_transfer",
+    "pair_backward_transfer",
+    "few_shot_summary",
 ]

@@ -26,6 +26,14 @@ from clenv.metrics.anytime import (
     online_accuracy,
     wc_acc,
 )
+from clenv.metrics.lifelong import (
+    concept_final_accuracy,
+    concept_forgetting,
+    f_last,
+    few_shot_summary,
+    pair_backward_transfer,
+    pair_forward_transfer,
+)
 
 
 def read_events(path: str | os.PathLike) -> list[dict]:
@@ -49,13 +57,26 @@ def _seen_acc(ev: dict) -> float | None:
     return accuracy_from_counts(ev["counts"]["agnostic"], ev["counts"]["total"], ev["seen"])
 
 
+def _unit_acc(ev: dict) -> np.ndarray:
+    """Per-unit accuracy of an evaluation; nan for units not yet seen or without test rows."""
+    total = np.asarray(ev["counts"]["total"], dtype=float)
+    acc = np.full(len(total), np.nan)
+    seen = np.asarray(ev["seen"], dtype=np.int64)
+    ok = seen[total[seen] > 0]
+    acc[ok] = np.asarray(ev["counts"]["agnostic"], dtype=float)[ok] / total[ok]
+    return acc
+
+
 def summarize(events: list[dict]) -> dict:
     """Every metric of a run from its events (see docs/metrics.md for the definitions)."""
     start = next(e for e in events if e["type"] == "start")
     end = next((e for e in events if e["type"] == "end"), None)
     T = start["n_tasks"]
-    classes = [np.asarray(c, dtype=np.int64) for c in start["task_classes"]]
+    columns = [np.asarray(c, dtype=np.int64) for c in start["columns"]]
+    J = len(columns)
+    first_row = start["first_row"]
     first = np.asarray(start["first_position"])
+    unit_first = np.asarray(start["unit_first_position"])
     task_starts, task_ends = start["task_starts"], start["task_ends"]
     evals = [e for e in events if e["type"] == "eval"]
     rows = sorted((e for e in evals if e["kind"] == "task_end"), key=lambda e: e["row"])
@@ -63,27 +84,26 @@ def summarize(events: list[dict]) -> dict:
     anytime = [e for e in evals if e["kind"] == "anytime"]
     complete = len(rows) == T and end is not None
     out: dict = {"name": start["name"], "complete": complete, "n_tasks": T,
-                 "stream_length": start["stream_length"]}
+                 "stream_length": start["stream_length"], "columns": start["column_names"]}
 
-    R = [[_acc(r["counts"], "agnostic", classes[j]) for j in range(T)] for r in rows]
+    R = [[_acc(r["counts"], "agnostic", columns[j]) for j in range(J)] for r in rows]
     out["accuracy_matrix"] = R
     if rows and "aware" in rows[0]["counts"]:
         out["accuracy_matrix_task_aware"] = [
-            [_acc(r["counts"], "aware", classes[j]) for j in range(T)] for r in rows]
-    out["init_accuracy"] = [_acc(init["counts"], "agnostic", classes[j]) for j in range(T)]
+            [_acc(r["counts"], "aware", columns[j]) for j in range(J)] for r in rows]
+    out["init_accuracy"] = [_acc(init["counts"], "agnostic", columns[j]) for j in range(J)]
     metrics: dict = dict.fromkeys(("final_accuracy", "avg_incremental_accuracy",
                                    "average_forgetting", "forgetting_chaudhry", "bwt", "fwt",
                                    "fwt_reason", "intransigence", "final_accuracy_task_aware"))
-    if complete:
+    if complete and start["square"]:
         metrics["final_accuracy"] = final_accuracy(R)
         metrics["avg_incremental_accuracy"] = avg_incremental_accuracy(R)
         metrics["average_forgetting"] = average_forgetting(R)
         metrics["forgetting_chaudhry"] = forgetting_chaudhry(R)
         metrics["bwt"] = bwt(R)
-        b = [_acc(init["counts"], "fwt_base", classes[j]) for j in range(T)]
-        usable = [j > 0 and bool((first[classes[j]] >= 0).any() and
-                                 ((first[classes[j]] >= 0) &
-                                  (first[classes[j]] < task_ends[j - 1])).any())
+        b = [_acc(init["counts"], "fwt_base", columns[j]) for j in range(T)]
+        usable = [j > 0 and bool(((first[columns[j]] >= 0) &
+                                  (first[columns[j]] < task_ends[j - 1])).any())
                   for j in range(T)]
         metrics["fwt"], metrics["fwt_reason"] = fwt(R, b, usable)
         out["fwt_baseline"] = b
@@ -91,9 +111,20 @@ def summarize(events: list[dict]) -> dict:
             metrics["final_accuracy_task_aware"] = final_accuracy(out["accuracy_matrix_task_aware"])
         ref = sorted((e for e in events if e["type"] == "reference"), key=lambda e: e["row"])
         if len(ref) == T:
-            r_star = [_acc(ref[j]["counts"], "agnostic", classes[j]) for j in range(T)]
+            r_star = [_acc(ref[j]["counts"], "agnostic", columns[j]) for j in range(T)]
             out["reference_accuracy"] = r_star
             metrics["intransigence"] = intransigence(R, r_star)
+    elif complete:  # lifelong: rows at segment ends, columns are concepts
+        metrics["final_accuracy"] = concept_final_accuracy(R, first_row)
+        metrics["average_forgetting"] = concept_forgetting(R, first_row)
+        trained = [[R[i][j] for j in range(J) if first_row[j] is not None and first_row[j] <= i]
+                   for i in range(T)]
+        metrics["avg_incremental_accuracy"] = float(np.mean([np.mean(t) for t in trained if t]))
+        metrics["fwt_reason"] = ("lifelong stream: forward transfer is measured per related "
+                                 "pair (transfer)")
+        if "accuracy_matrix_task_aware" in out:
+            metrics["final_accuracy_task_aware"] = concept_final_accuracy(
+                out["accuracy_matrix_task_aware"], first_row)
     out.update(metrics)
 
     out["a_avg"] = a_avg([v for v in map(_seen_acc, rows) if v is not None])
@@ -103,27 +134,34 @@ def summarize(events: list[dict]) -> dict:
     out["a_last"] = a_last(any_acc)
     out["anytime"] = {"samples": [e["samples"] for e in anytime], "accuracy": any_acc}
     positions = [e["samples"] for e in anytime]
-    task_acc = np.full((T, len(anytime)), np.nan)
+    task_acc = np.full((J, len(anytime)), np.nan)
     for n, e in enumerate(anytime):
-        for j in range(T):
-            v = accuracy_from_counts(e["counts"]["agnostic"], e["counts"]["total"], classes[j])
+        for j in range(J):
+            v = accuracy_from_counts(e["counts"]["agnostic"], e["counts"]["total"], columns[j])
             if v is not None:
                 task_acc[j, n] = v
-    out["min_acc"] = min_acc(positions, task_acc, task_ends) if anytime else None
-    out["wc_acc"] = (wc_acc(out["min_acc"], R[T - 1][T - 1], T)
-                     if complete and (T == 1 or out["min_acc"] is not None) else None)
+    out["min_acc"] = None
+    out["wc_acc"] = None
+    if start["square"] and anytime:
+        out["min_acc"] = min_acc(positions, task_acc, task_ends)
+        if complete and (T == 1 or out["min_acc"] is not None):
+            out["wc_acc"] = wc_acc(out["min_acc"], R[T - 1][T - 1], T)
+    timeline = sorted((e for e in evals if e["kind"] in ("anytime", "task_end")),
+                      key=lambda e: (e["samples"], e["kind"] == "task_end"))
+    out["f_last"] = f_last(np.array([_unit_acc(e) for e in timeline])) if timeline else None
 
     old_new = []
     for r in rows:
         i = r["row"]
         seen = np.asarray(r["seen"], dtype=np.int64)
-        old = seen[first[seen] < task_starts[i]]
-        new = seen[first[seen] >= task_starts[i]]
+        old = seen[unit_first[seen] < task_starts[i]]
+        new = seen[unit_first[seen] >= task_starts[i]]
         o, n = old_new_accuracy(r["counts"]["agnostic"], r["counts"]["total"], old, new)
         old_new.append({"row": i, "old": o, "new": n})
     out["old_new_accuracy"] = old_new
     out["old_class_accuracy"] = old_new[-1]["old"] if complete else None
     out["new_class_accuracy"] = old_new[-1]["new"] if complete else None
+    out.update(_lifelong(start, evals, events, R, columns) if start.get("lifelong") else {})
 
     last = end if end is not None else (evals[-1] if evals else start)
     online = last.get("online", {"correct": 0, "count": 0})
@@ -132,4 +170,50 @@ def summarize(events: list[dict]) -> dict:
     out["budget_limits"] = start.get("budget_limits", {})
     out["budget_exceeded"] = end.get("budget_exceeded", []) if end else []
     out["wall_time"] = end.get("wall", {}) if end else {}
+    return out
+
+
+def _lifelong(start: dict, evals: list[dict], events: list[dict], R: list[list[float]],
+              columns: list[np.ndarray]) -> dict:
+    """Related-pair transfer and few-shot metrics of a lifelong stream."""
+    meta = start["lifelong"]
+    names = start["column_names"]
+    probes = [e for e in evals if e["kind"] == "probe"]
+    out: dict = {"transfer": [], "forward_transfer": None, "backward_transfer": None,
+                 "few_shot": [], "few_shot_accuracy": None}
+    scratch = {e["pair"]: e for e in events if e["type"] == "scratch"}
+    for i, pair in enumerate(meta.get("related", [])):
+        a, b, seg = pair["a"], pair["b"], pair["segment"]
+        probe = next((e for e in probes if e.get("probe") == "transfer" and e["pair"] == i),
+                     None)
+        rec = {"a": names[a], "b": names[b], "relation": pair["relation"], "k": None,
+               "learner_after_k": None, "scratch_after_k": None, "forward": None,
+               "backward": None}
+        if probe is not None and i in scratch:
+            rec["k"] = scratch[i]["samples"]
+            learner = accuracy_from_counts(probe["counts"]["agnostic"],
+                                           probe["counts"]["total"], columns[b])
+            copy = accuracy_from_counts(scratch[i]["counts"]["agnostic"],
+                                        scratch[i]["counts"]["total"], columns[b])
+            if learner is not None and copy is not None:
+                rec.update(learner_after_k=learner, scratch_after_k=copy,
+                           forward=pair_forward_transfer(learner, copy))
+        if len(R) > seg >= 1:
+            rec["backward"] = pair_backward_transfer(R[seg - 1][a], R[seg][a])
+        out["transfer"].append(rec)
+    fw = [t["forward"] for t in out["transfer"] if t["forward"] is not None]
+    bw = [t["backward"] for t in out["transfer"] if t["backward"] is not None]
+    out["forward_transfer"] = float(np.mean(fw)) if fw else None
+    out["backward_transfer"] = float(np.mean(bw)) if bw else None
+    for fs in meta.get("few_shot", []):
+        j = fs["column"]
+        curve_ev = sorted((e for e in probes if e.get("probe") == "few_shot"
+                           and e["column"] == j and e["segment"] == fs["segment"]),
+                          key=lambda e: e["pass"])
+        curve = [_acc(e["counts"], "agnostic", columns[j]) for e in curve_ev]
+        summary = few_shot_summary(curve) if curve else None
+        out["few_shot"].append({"column": names[j], "segment": fs["segment"],
+                                "shots": fs["shots"], "curve": curve, **(summary or {})})
+    after = [f["after_k"] for f in out["few_shot"] if "after_k" in f]
+    out["few_shot_accuracy"] = float(np.mean(after)) if after else None
     return out

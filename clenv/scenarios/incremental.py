@@ -8,7 +8,7 @@ import numpy as np
 from clenv.config.schema import Field
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
-from clenv.scenarios.stream import Stream
+from clenv.scenarios.stream import TaskStream
 
 COMMON_FIELDS: dict[str, Field] = {
     "generator": Field(str, "disjoint", "the stream generator"),
@@ -75,7 +75,7 @@ def _spread(samples: np.ndarray, fraction: float, task: int, n_tasks: int,
     return moved, others
 
 
-def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> Stream:
+def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
     """Build a disjoint, blurry or i-Blurry stream from the pool's training samples."""
     gen = cfg["generator"]
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xC1A55]))
@@ -117,6 +117,6 @@ def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> Stream:
         if len(s) == 0:
             raise ConfigError(f"{key}.n_tasks", f"task {t} has no training samples",
                               "use fewer tasks or more data")
-    return Stream(generator=gen, seed=cfg["seed"], labels=pool.y, n_classes=pool.n_classes,
-                  task_samples=task_samples, task_classes=task_classes, epochs=cfg["epochs"],
-                  chunk_size=cfg["chunk_size"], config=dict(cfg))
+    return TaskStream(generator=gen, seed=cfg["seed"], labels=pool.y, n_classes=pool.n_classes,
+                      task_samples=task_samples, task_classes=task_classes, epochs=cfg["epochs"],
+                      chunk_size=cfg["chunk_size"], config=dict(cfg))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
-from clenv.scenarios import incremental
+from clenv.scenarios import incremental, lifelong
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ GENERATORS: dict[str, Generator] = {
                           incremental.GENERATORS["disjoint"]),
     "blurry": Generator("blurry", _fields("blurry"), incremental.build_incremental,
                         incremental.GENERATORS["blurry"]),
+    "lifelong": Generator("lifelong", lifelong.LIFELONG_FIELDS, lifelong.build_lifelong,
+                          "lifelong segments: classes, revisit, drift, domain, few_shot, "
+                          "related (Ling & Bohn 2021)"),
     "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent",
                                               drop=("classes_per_task",)),
                          incremental.build_incremental, incremental.GENERATORS["iblurry"]),
@@ -42,6 +45,8 @@ def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
     if name not in GENERATORS:
         raise ConfigError(f"{key}.generator", f"unknown generator {name!r}",
                           f"expected one of: {', '.join(GENERATORS)}")
+    if name == "lifelong":
+        return lifelong.validate_lifelong(section, key)
     return validate(section, GENERATORS[name].fields, key)
 
 

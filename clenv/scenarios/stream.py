@@ -1,10 +1,15 @@
 """Streams: a planned sequence of pool indices served as fixed-size chunks.
 
-A stream is a list of segments, each one pass (epoch) over one task's sample list in a keyed
-random order. Chunk k covers stream positions [k*S, (k+1)*S) and is computed from the plan and
+Chunk k covers stream positions [k*S, (k+1)*S) and is computed from the plan and
 ``SeedSequence([seed, k])`` alone: random access, O(chunk) memory, resumable from a position.
 ``materialize()`` concatenates the chunks; ``save_manifest`` writes the arrays (.npz) and a
-manifest (generator, format version, resolved config, seed, sha256) that ``load_manifest`` checks.
+manifest (generator, format version, resolved config, seed, sha256) that ``load_manifest``
+checks.
+
+Evaluation vocabulary shared by every stream: a *unit* is a (domain, class) pair, id
+``domain * n_classes + class``; a *column* (a task, or a lifelong concept) is a set of units of
+one domain and one column of the accuracy matrix; *rows* are taken at the ends of the stream's
+tasks (segments), ``task_ends``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,178 @@ import numpy as np
 from clenv.errors import DataError
 from clenv.scenarios.permutation import keyed_permutation, round_keys
 
-FORMAT_VERSION = 1
-FIELDS = ("index", "task", "major_task", "level", "epoch", "is_new_class", "boundary",
+FORMAT_VERSION = 2
+FIELDS = ("index", "task", "major_task", "level", "epoch", "domain", "is_new_class", "boundary",
           "first_exposure", "sample_id")
+
+
+class Stream:
+    """Base of every stream. Subclasses set the plan attributes below and implement
+    ``_core(k)`` (chunk k's records without ``is_new_class``).
+
+    n_tasks / task_starts / task_ends: the rows (tasks or segments) and their position spans.
+    columns: unit-id arrays, one per accuracy-matrix column; column_names: their names.
+    first_row: per column, the row (task) in which it is first trained (None if never).
+    unit_first_position: (U,) stream position of each unit's first sample (-1 if never).
+    first_position: (C,) the same per class (over all domains).
+    probes: sorted (position, labels) pairs where the Runner evaluates besides task ends.
+    square: True when column j is trained in row j (class-incremental tasks), so the
+        task-matrix metrics (BWT, FWT, forgetting) apply.
+    """
+
+    generator: str
+    seed: int
+    chunk_size: int
+    config: dict
+    n_classes: int
+    n_domains: int = 1
+    length: int
+    n_tasks: int
+    task_starts: np.ndarray
+    task_ends: np.ndarray
+    columns: list[np.ndarray]
+    column_names: list[str]
+    first_row: list[int | None]
+    unit_first_position: np.ndarray
+    probes: list[tuple[int, dict]] = []
+    square: bool = True
+    meta: dict = {}
+
+    # -- records --------------------------------------------------------------------------------
+    def _core(self, k: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.length // self.chunk_size)
+
+    @property
+    def n_units(self) -> int:
+        return self.n_domains * self.n_classes
+
+    @property
+    def first_position(self) -> np.ndarray:
+        by_unit = self.unit_first_position.reshape(self.n_domains, self.n_classes)
+        seen = np.where(by_unit >= 0, by_unit, np.iinfo(np.int64).max).min(axis=0)
+        return np.where(seen == np.iinfo(np.int64).max, -1, seen)
+
+    def labels_of(self, index: np.ndarray) -> np.ndarray:
+        return self._labels[index]
+
+    def chunk(self, k: int) -> dict[str, np.ndarray]:
+        """Chunk k: a function of (plan, SeedSequence([seed, k])) only."""
+        if not 0 <= k < self.n_chunks:
+            raise IndexError(f"chunk {k} out of range [0, {self.n_chunks})")
+        rec = self._core(k)
+        pos = np.arange(k * self.chunk_size, k * self.chunk_size + len(rec["index"]))
+        rec["is_new_class"] = self._class_first[self._labels[rec["index"]]] == pos
+        return rec
+
+    def chunk_rng(self, k: int) -> np.random.Generator:
+        """The generator of chunk k, for per-sample draws a generator makes inside a chunk."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, k]))
+
+    def chunks(self, start: int = 0):
+        for k in range(start, self.n_chunks):
+            yield self.chunk(k)
+
+    def slice(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Records of stream positions [start, stop), cut from the covering chunks."""
+        start, stop = max(0, int(start)), min(int(stop), self.length)
+        if stop <= start:
+            return {f: v[:0] for f, v in self.chunk(0).items()} if self.length else {}
+        S = self.chunk_size
+        parts = []
+        for k in range(start // S, (stop - 1) // S + 1):
+            rec = self.chunk(k)
+            a, b = max(start - k * S, 0), min(stop - k * S, S)
+            parts.append({f: v[a:b] for f, v in rec.items()})
+        return {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
+
+    def materialize(self) -> dict[str, np.ndarray]:
+        return self.slice(0, self.length)
+
+    def _finish_plan(self) -> None:
+        """Call at the end of a subclass's __init__, once unit_first_position is set."""
+        self._class_first = self.first_position
+
+    # -- queries used by the Env, the evaluator and the Runner ----------------------------------
+    def task_at(self, position: int) -> int:
+        return int(np.searchsorted(self.task_ends, position, side="right"))
+
+    def seen_classes(self, position: int) -> np.ndarray:
+        """Ids of the classes with a sample at a stream position < ``position``."""
+        return np.flatnonzero(self.seen_mask(position))
+
+    def seen_mask(self, position: int) -> np.ndarray:
+        """(C,) classes with at least one sample at a stream position < ``position``."""
+        f = self.first_position
+        return (f >= 0) & (f < position)
+
+    def seen_units(self, position: int) -> np.ndarray:
+        """(U,) units with at least one sample at a stream position < ``position``."""
+        f = self.unit_first_position
+        return (f >= 0) & (f < position)
+
+    def transform(self, x: np.ndarray, domain: int, rng: np.random.Generator) -> np.ndarray:
+        """x under the input transform of ``domain`` (domain 0 is the identity)."""
+        return x
+
+    # -- manifest ------------------------------------------------------------------------------
+    def sha256(self) -> str:
+        return chunks_sha256(self.chunks())
+
+    def save_manifest(self, path: str | os.PathLike) -> Path:
+        """Write ``path`` (JSON manifest) and the arrays beside it (same stem, .npz)."""
+        path = Path(path)
+        arrays = self.materialize()
+        npz = path.with_suffix(".npz")
+        np.savez_compressed(npz, **arrays)
+        manifest = {
+            "format_version": FORMAT_VERSION, "generator": self.generator, "seed": self.seed,
+            "config": self.config, "length": self.length, "n_tasks": self.n_tasks,
+            "chunk_size": self.chunk_size, "columns": [c.tolist() for c in self.columns],
+            "task_ends": self.task_ends.tolist(), "arrays": npz.name,
+            "sha256": arrays_sha256(arrays, self.chunk_size),
+        }
+        path.write_text(json.dumps(manifest, indent=1))
+        return path
+
+
+def chunks_sha256(chunks) -> str:
+    """sha256 over a sequence of chunks, each field's dtype, shape and bytes in FIELDS order."""
+    h = hashlib.sha256()
+    for rec in chunks:
+        for f in FIELDS:
+            a = np.ascontiguousarray(rec[f])
+            h.update(f"{f}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def arrays_sha256(arrays: dict[str, np.ndarray], chunk_size: int) -> str:
+    """The sha256 of materialised arrays, equal to ``Stream.sha256()`` of the same stream."""
+    n = len(arrays["index"])
+    return chunks_sha256({f: arrays[f][s:s + chunk_size] for f in FIELDS}
+                         for s in range(0, n, chunk_size))
+
+
+def load_manifest(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """Load a manifest and its arrays; raise DataError if the arrays' sha256 does not match."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+        with np.load(path.parent / manifest["arrays"]) as z:
+            arrays = {f: z[f] for f in FIELDS}
+        digest = arrays_sha256(arrays, int(manifest["chunk_size"]))
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        raise DataError(f"stream manifest {path}: cannot read ({exc}); give the .json written "
+                        "by save_manifest with its .npz beside it") from None
+    if digest != manifest.get("sha256"):
+        raise DataError(f"stream manifest {path}: sha256 of the arrays does not match; the .npz "
+                        "was changed or belongs to another manifest")
+    return manifest, arrays
 
 
 @dataclass
@@ -37,13 +211,11 @@ class Segment:
     start: int  # first stream position
 
 
-class Stream:
-    """A finite planned stream over a pool.
+class TaskStream(Stream):
+    """A class-incremental stream: tasks of classes, each passed ``epochs`` times.
 
-    task_classes[j]: classes whose major task is j (task j's test set is their test samples).
+    task_classes[j]: classes whose major task is j (task j's test set is their test samples);
     major_task: (C,) the major task of each class (-1 for classes not in the stream).
-    first_position: (C,) stream position of each class's first sample (-1 if never).
-    task_ends[j]: stream position one past task j's last sample.
     """
 
     def __init__(self, *, generator: str, seed: int, labels: np.ndarray, n_classes: int,
@@ -56,7 +228,10 @@ class Stream:
         self.config = config
         self.n_classes = n_classes
         self.task_classes = [np.asarray(c, dtype=np.int64) for c in task_classes]
+        self.columns = self.task_classes
+        self.column_names = [f"task {j}" for j in range(len(task_classes))]
         self.n_tasks = len(task_samples)
+        self.first_row = list(range(self.n_tasks))
         self._labels = labels
         self._levels = levels
         self.major_task = np.full(n_classes, -1, dtype=np.int64)
@@ -75,12 +250,8 @@ class Stream:
         self.length = pos
         self._seg_starts = np.array([s.start for s in self.segments], dtype=np.int64)
         self._keys = [round_keys([self.seed, 0x5E6, s.task, s.epoch]) for s in self.segments]
-        self.first_position = self._first_positions()
-
-    # -- random access -------------------------------------------------------------------------
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.length // self.chunk_size)
+        self.unit_first_position = self._first_positions()
+        self._finish_plan()
 
     def _first_positions(self) -> np.ndarray:
         first = np.full(self.n_classes, -1, dtype=np.int64)
@@ -95,116 +266,26 @@ class Stream:
             first[classes[unseen]] = seg.start + where[unseen]
         return first
 
-    def slice(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Records of stream positions [start, stop), computed directly from the plan."""
-        start, stop = max(0, int(start)), min(int(stop), self.length)
-        pos = np.arange(start, max(start, stop), dtype=np.int64)
+    def _core(self, k: int) -> dict[str, np.ndarray]:
+        start = k * self.chunk_size
+        pos = np.arange(start, min(start + self.chunk_size, self.length), dtype=np.int64)
         index = np.empty(len(pos), dtype=np.int64)
         task = np.empty(len(pos), dtype=np.int64)
         epoch = np.empty(len(pos), dtype=np.int64)
-        if len(pos):
-            seg_ids = np.searchsorted(self._seg_starts, pos, side="right") - 1
-            for s in np.unique(seg_ids):
-                seg = self.segments[s]
-                sel = seg_ids == s
-                off = pos[sel] - seg.start
-                index[sel] = seg.indices[keyed_permutation(off, len(seg.indices), self._keys[s])]
-                task[sel] = seg.task
-                epoch[sel] = seg.epoch
+        seg_ids = np.searchsorted(self._seg_starts, pos, side="right") - 1
+        for s in np.unique(seg_ids):
+            seg = self.segments[s]
+            sel = seg_ids == s
+            off = pos[sel] - seg.start
+            index[sel] = seg.indices[keyed_permutation(off, len(seg.indices), self._keys[s])]
+            task[sel] = seg.task
+            epoch[sel] = seg.epoch
         labels = self._labels[index]
         level = (self._levels[index] if self._levels is not None
                  else np.zeros(len(pos), dtype=np.int64))
         return {
-            "index": index,
-            "task": task,
-            "major_task": self.major_task[labels],
-            "level": level,
-            "epoch": epoch,
-            "is_new_class": self.first_position[labels] == pos,
-            "boundary": np.isin(pos, self.task_starts),
-            "first_exposure": epoch == 0,
+            "index": index, "task": task, "major_task": self.major_task[labels],
+            "level": level, "epoch": epoch, "domain": np.zeros(len(pos), dtype=np.int64),
+            "boundary": np.isin(pos, self.task_starts), "first_exposure": epoch == 0,
             "sample_id": index.copy(),
         }
-
-    def chunk(self, k: int) -> dict[str, np.ndarray]:
-        """Chunk k: a function of (plan, SeedSequence([seed, k])) only."""
-        if not 0 <= k < self.n_chunks:
-            raise IndexError(f"chunk {k} out of range [0, {self.n_chunks})")
-        return self.slice(k * self.chunk_size, (k + 1) * self.chunk_size)
-
-    def chunk_rng(self, k: int) -> np.random.Generator:
-        """The generator of chunk k, for per-sample draws a generator makes inside a chunk."""
-        return np.random.default_rng(np.random.SeedSequence([self.seed, k]))
-
-    def chunks(self, start: int = 0):
-        for k in range(start, self.n_chunks):
-            yield self.chunk(k)
-
-    def materialize(self) -> dict[str, np.ndarray]:
-        parts = list(self.chunks())
-        if not parts:
-            return self.slice(0, 0)
-        return {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
-
-    # -- queries used by the Env and the evaluator ---------------------------------------------
-    def task_at(self, position: int) -> int:
-        return int(np.searchsorted(self.task_ends, position, side="right"))
-
-    def seen_classes(self, position: int) -> np.ndarray:
-        """Classes with at least one sample at a stream position < ``position``."""
-        return np.flatnonzero((self.first_position >= 0) & (self.first_position < position))
-
-    def seen_mask(self, position: int) -> np.ndarray:
-        return (self.first_position >= 0) & (self.first_position < position)
-
-    # -- manifest ------------------------------------------------------------------------------
-    def save_manifest(self, path: str | os.PathLike) -> Path:
-        """Write ``path`` (JSON manifest) and the arrays beside it (same stem, .npz)."""
-        path = Path(path)
-        arrays = self.materialize()
-        npz = path.with_suffix(".npz")
-        np.savez_compressed(npz, **arrays)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "generator": self.generator,
-            "seed": self.seed,
-            "config": self.config,
-            "length": self.length,
-            "n_tasks": self.n_tasks,
-            "task_classes": [c.tolist() for c in self.task_classes],
-            "task_ends": self.task_ends.tolist(),
-            "arrays": npz.name,
-            "sha256": arrays_sha256(arrays),
-        }
-        path.write_text(json.dumps(manifest, indent=1))
-        return path
-
-    def sha256(self) -> str:
-        return arrays_sha256(self.materialize())
-
-
-def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the stream arrays in FIELDS order (dtype, shape and bytes of each)."""
-    h = hashlib.sha256()
-    for f in FIELDS:
-        a = np.ascontiguousarray(arrays[f])
-        h.update(f"{f}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def load_manifest(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
-    """Load a manifest and its arrays; raise DataError if the arrays' sha256 does not match."""
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text())
-        with np.load(path.parent / manifest["arrays"]) as z:
-            arrays = {f: z[f] for f in FIELDS}
-    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
-            zlib.error) as exc:
-        raise DataError(f"stream manifest {path}: cannot read ({exc}); give the .json written "
-                        "by save_manifest with its .npz beside it") from None
-    if arrays_sha256(arrays) != manifest.get("sha256"):
-        raise DataError(f"stream manifest {path}: sha256 of the arrays does not match; the .npz "
-                        "was changed or belongs to another manifest")
-    return manifest, arrays
