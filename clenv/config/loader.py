@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,9 @@ def read_yaml(path: str | os.PathLike, key: str = "config") -> Any:
                           "fix the YAML syntax") from None
 
 
-def parse_overrides(items: list[str] | None) -> list[tuple[list[str], Any]]:
-    """``a.b=value`` strings -> (path, YAML-parsed value)."""
+def parse_overrides(items: list[str] | None) -> list[tuple[list[str | int], Any]]:
+    """``a.b=value`` strings -> (path, YAML-parsed value); list items as ``a[2].b`` or
+    ``a.2.b``."""
     out = []
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -72,21 +74,36 @@ def parse_overrides(items: list[str] | None) -> list[tuple[list[str], Any]]:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
-        out.append((key.strip().split("."), value))
+        path: list[str | int] = []
+        for part in re.split(r"\.|(?=\[)", key.strip()):
+            m = re.fullmatch(r"\[(\d+)\]", part)
+            path.append(int(m.group(1)) if m else int(part) if part.isdigit() else part)
+        out.append((path, value))
     return out
 
 
-def apply_override(cfg: dict, path: list[str], value: Any) -> None:
-    node = cfg
-    for i, part in enumerate(path[:-1]):
-        nxt = node.get(part)
-        if nxt is None:
-            nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(".".join(path[: i + 1]), "is not a mapping",
-                              f"cannot set {'.'.join(path)}")
-        node = nxt
-    node[path[-1]] = value
+def _dotted(path: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def apply_override(cfg: dict, path: list[str | int], value: Any) -> None:
+    node: Any = cfg
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list) or not -len(node) <= part < len(node):
+                raise ConfigError(_dotted(path[: i + 1]), "no such list item",
+                                  f"cannot set {_dotted(path)}")
+        elif not isinstance(node, dict):
+            raise ConfigError(_dotted(path[:i]), "is not a mapping",
+                              f"cannot set {_dotted(path)}")
+        if last:
+            node[part] = value
+        else:
+            nxt = node[part] if isinstance(part, int) else node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            node = nxt
 
 
 def strategy_search_dirs(config_dir: Path | None) -> list[Path]:
