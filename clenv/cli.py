@@ -58,8 +58,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from clenv.data.registry import SOURCES, load_pool
 
-    if SOURCES[cfg["data"]["source"]].needs_root:
-        load_pool(cfg["data"])  # numpy only: proves the root holds readable files
+    if SOURCES[cfg["data"]["source"]].needs_root or cfg["data"].get("tree"):
+        load_pool(cfg["data"])  # numpy only: proves the root and tree files are readable
     print(f"ok: {args.config} ({cfg['scenario']['generator']}, {cfg['data']['source']}, "
           f"{cfg['strategy']['name']}, {cfg['model']['name']})")
     return 0

@@ -53,10 +53,23 @@ class ContinualEnv(gym.Env):
         if task_ids:
             obs_spaces["task"] = spaces.Discrete(self.stream.n_tasks)
         self.observation_space = spaces.Dict(obs_spaces)
-        self.action_space = spaces.MultiDiscrete(np.full(self.B, self.n_classes, dtype=np.int64))
+        self.levels = self.stream.levels
+        if self.levels > 1:  # hierarchical: one label per level, the row's level is scored
+            from clenv.data.tree import level_sizes
+
+            self.level_sizes = level_sizes(pool)
+            self.action_keys = [f"level_{lv}" for lv in range(self.levels)]
+            self.action_space = spaces.Dict({
+                k: spaces.MultiDiscrete(np.full(self.B, c, dtype=np.int64))
+                for k, c in zip(self.action_keys, self.level_sizes, strict=True)})
+        else:
+            self.action_space = spaces.MultiDiscrete(np.full(self.B, self.n_classes,
+                                                             dtype=np.int64))
         self._pad_x = np.zeros(shape, dtype=pool.x.dtype)
         self._ancestors = pool.ancestors
         self._names = pool.class_names
+        self._level_names = [*(pool.tree_names or []), pool.class_names]
+        self._anc_cols = np.arange(pool.depth - 1)
         self.position = 0
         self.online_correct = 0
         self.online_count = 0
@@ -100,7 +113,7 @@ class ContinualEnv(gym.Env):
         flags = np.stack([rec["is_new_class"], rec["boundary"], rec["first_exposure"]])
         self._chunk = {
             "x": x, "flags": flags,
-            "ints": np.stack([self.pool.y[index], rec["task"], rec["major_task"], rec["level"],
+            "ints": np.stack([rec["y"], rec["task"], rec["major_task"], rec["level"],
                               rec["sample_id"]]),
             "new": np.flatnonzero(flags[0]).tolist(), "all_first": bool(flags[2].all())}
         self._chunk_id = k
@@ -182,13 +195,28 @@ class ContinualEnv(gym.Env):
             info["task"] = ints[1]
             info["major_task"] = ints[2]
             info["boundary"] = flags[1]
-        if self._ancestors is not None:
-            info["ancestors"] = self._ancestors[y]
+        if self._ancestors is not None:  # labels at the coarser levels; -1 from the row's level
+            anc = self._ancestors[self.pool.y[ints[4]]]
+            anc[self._anc_cols[None, :] >= ints[3][:, None]] = -1
+            info["ancestors"] = anc
         if batch["new"]:
-            ids = y[flags[0]]
-            info["new_classes"] = {int(c): self._names[c] for c in ids}
-            if self._ancestors is not None:
-                info["new_class_parents"] = {int(c): int(self._ancestors[c, -1]) for c in ids}
+            rows = np.flatnonzero(flags[0])
+            if self.levels > 1:  # {level: {id: name}}, parents at the next coarser level
+                new: dict = {}
+                parents: dict = {}
+                for r in rows.tolist():
+                    lv, c = int(ints[3][r]), int(y[r])
+                    new.setdefault(lv, {})[c] = self._level_names[lv][c]
+                    if lv > 0:
+                        parents.setdefault(lv, {})[c] = int(info["ancestors"][r, lv - 1])
+                info["new_classes"] = new
+                info["new_class_parents"] = parents
+            else:
+                ids = y[rows]
+                info["new_classes"] = {int(c): self._names[c] for c in ids}
+                if self._ancestors is not None:
+                    info["new_class_parents"] = {int(c): int(self._ancestors[c, -1])
+                                                 for c in ids}
         return info
 
     def iter_batches(self, start: int, stop: int):
@@ -212,6 +240,21 @@ class ContinualEnv(gym.Env):
             yield self._obs(batch), self._info(batch, batch["valid"].astype(bool))
             pos = batch["stop"]
 
+    def _level_action(self, action, level: np.ndarray) -> np.ndarray:
+        """A hierarchical action {level_l: (B,) labels} -> each row's label at its level."""
+        if not isinstance(action, dict) or set(action) != set(self.action_keys):
+            raise ValueError(f"action must be a dict with keys {self.action_keys}, one (B,) "
+                             "integer array of labels per level")
+        rows = []
+        for k, size in zip(self.action_keys, self.level_sizes, strict=True):
+            a = np.asarray(action[k])
+            if a.shape != (self.B,) or a.dtype.kind not in "iu" or a.min() < 0 \
+                    or a.max() >= size:
+                raise ValueError(f"action[{k!r}] must be an integer array of shape ({self.B},) "
+                                 f"holding labels in [0, {size})")
+            rows.append(a)
+        return np.stack(rows)[level, np.arange(self.B)]
+
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -230,6 +273,8 @@ class ContinualEnv(gym.Env):
         batch = self._batch
         if batch is None:
             raise RuntimeError("step() after the stream ended; call reset()")
+        if self.levels > 1:
+            action = self._level_action(action, batch["ints"][3])
         action = np.asarray(action)
         if action.shape != (self.B,) or action.dtype.kind not in "iu":
             raise ValueError(f"action must be an integer array of shape ({self.B},) holding "
@@ -239,7 +284,7 @@ class ContinualEnv(gym.Env):
         # ufunc reductions on 10-element arrays cost several microseconds each (measured in
         # benchmarks/loop_overhead.py); larger or padded batches take the numpy path.
         labels = action.tolist()
-        if min(labels) < 0 or max(labels) >= self.n_classes:
+        if self.levels == 1 and (min(labels) < 0 or max(labels) >= self.n_classes):
             raise ValueError(f"action must hold class ids in [0, {self.n_classes}); got values "
                              f"from {min(labels)} to {max(labels)}")
         y, n = batch["ints"][0], batch["n"]

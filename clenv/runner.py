@@ -18,9 +18,11 @@ from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.loader import dump_config
 from clenv.data.pool import Pool
 from clenv.data.registry import load_pool
+from clenv.data.tree import parents
 from clenv.env import ContinualEnv
 from clenv.evaluator import Evaluator
 from clenv.events import EventLog
+from clenv.hier_evaluator import HierarchyEvaluator
 from clenv.metrics.summary import summarize
 from clenv.scenarios.registry import build_stream
 from clenv.strategies.base import Strategy, resolve_device
@@ -51,7 +53,9 @@ def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
         input_shape=env.pool.shape, image=env.pool.is_image, n_classes=env.n_classes,
         batch_size=env.B, stream_length=env.stream.length, n_tasks=env.stream.n_tasks,
         task_ids=sc["task_ids"], boundaries=sc["boundaries"] == "exposed",
-        levels=env.pool.depth, device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
+        levels=env.stream.levels, level_sizes=list(getattr(env, "level_sizes", [env.n_classes])),
+        parents=(parents(env.pool) if env.stream.levels > 1 else []),
+        device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
         memory_size=budget["memory_size"], updates_per_sample=budget["updates_per_sample"],
         epochs=sc.get("epochs", 1), model=cfg["model"])
 
@@ -168,6 +172,14 @@ def write_results(out: Path, metrics: dict, cfg: dict) -> None:
         save_run_figures(out)
 
 
+def _argmax(scores) -> np.ndarray:
+    """Row-wise argmax of a (B, C) score tensor or array, as a numpy array."""
+    a = scores.argmax(1)
+    if isinstance(a, np.ndarray):
+        return a
+    return a.numpy() if a.device.type == "cpu" else a.cpu().numpy()
+
+
 def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int) -> list[str]:
     exceeded = []
     mem = limits.get("memory_size")
@@ -190,7 +202,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     stream = env.stream
     spec = make_spec(cfg, env)
     strategy.setup(spec)
-    evaluator = Evaluator(env.pool, stream, cfg["eval"]["batch_size"])
+    hierarchical = stream.levels > 1
+    evaluator = (HierarchyEvaluator if hierarchical else Evaluator)(
+        env.pool, stream, cfg["eval"]["batch_size"])
     T = stream.n_tasks
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
@@ -206,6 +220,8 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         "first_position": stream.first_position.tolist(), "stream_length": stream.length,
         "batch_size": env.B, "eval_every": every, "budget_limits": limits,
         "seed": cfg["seed"], "scenario_seed": sc["seed"], "lifelong": stream.meta,
+        "levels": stream.levels, "level_sizes": list(getattr(stream, "level_sizes", [])),
+        "level_offsets": list(getattr(stream, "level_offsets", [])),
     })
     wall.update(train=0.0, eval=0.0)
     exposed = sc["boundaries"] == "exposed"
@@ -220,7 +236,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         seen = stream.seen_mask(pos)
         units = stream.seen_units(pos)
         fwt_masks = None
-        if kind == "init" and stream.square:
+        if kind == "init" and stream.square and not hierarchical:
             fwt_masks = np.zeros((T, env.n_classes), dtype=bool)
             for j in range(1, T):
                 fwt_masks[j] = stream.seen_mask(int(stream.task_ends[j - 1]))
@@ -255,9 +271,11 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         if exposed and started < next_task:
             strategy.on_task_start(next_task)
             started = next_task
-        action = strategy.predict(obs).argmax(1)
-        if not isinstance(action, np.ndarray):
-            action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
+        scores = strategy.predict(obs)
+        if hierarchical:
+            action = {f"level_{lv}": _argmax(s) for lv, s in sorted(scores.items())}
+        else:
+            action = _argmax(scores)
         new_obs, reward, terminated, _, info = env.step(action)
         strategy.learn(obs, info)
         obs = new_obs

@@ -10,6 +10,7 @@ from types import ModuleType
 from clenv.config.schema import Field, validate
 from clenv.data import cifar100, digits, mnist, synthetic, tensors
 from clenv.data.pool import Pool
+from clenv.data.tree import attach_tree
 from clenv.errors import ConfigError
 
 
@@ -28,9 +29,17 @@ class DataSource:
     doc: str
 
 
+TREE_FIELD = Field(str, None, "YAML or JSON file mapping each class name to its parent name "
+                              "(a label tree, replacing the source's own); null: keep the "
+                              "source's tree", nullable=True)
+
+
 def _from_module(module: ModuleType) -> DataSource:
-    return DataSource(name=module.NAME, fields=module.FIELDS, load=module.load,
-                      needs_root=module.NEEDS_ROOT, doc=module.DOC)
+    """The DataSource of a source module, with the shared ``tree`` key added to its fields."""
+    if "tree" in module.FIELDS:
+        raise RuntimeError(f"data source {module.NAME} defines 'tree', which the registry adds")
+    return DataSource(name=module.NAME, fields={**module.FIELDS, "tree": TREE_FIELD},
+                      load=module.load, needs_root=module.NEEDS_ROOT, doc=module.DOC)
 
 
 SOURCES: dict[str, DataSource] = {
@@ -39,7 +48,11 @@ SOURCES: dict[str, DataSource] = {
 
 
 def load_pool(data_cfg: dict, key: str = "data") -> Pool:
-    """Build the Pool described by a raw ``data:`` mapping (``source`` plus its parameters)."""
+    """Build the Pool described by a raw ``data:`` mapping (``source`` plus its parameters).
+
+    The ``tree`` key, shared by all sources, is handled here: the source's loader never sees it,
+    and when set the label tree read from that file replaces the pool's own.
+    """
     choices = f"expected one of: {', '.join(SOURCES)}"
     if not isinstance(data_cfg, dict):
         raise ConfigError(key, f"expected a mapping with a 'source' key, got {data_cfg!r:.60}",
@@ -51,7 +64,9 @@ def load_pool(data_cfg: dict, key: str = "data") -> Pool:
         raise ConfigError(f"{key}.source", f"unknown data source {name!r:.60}", choices)
     source = SOURCES[name]
     params = validate({k: v for k, v in data_cfg.items() if k != "source"}, source.fields, key)
-    return source.load(params, key)
+    tree = params.pop("tree")
+    pool = source.load(params, key)
+    return pool if tree is None else attach_tree(pool, tree, f"{key}.tree")
 
 
 def describe_sources() -> list[tuple[str, str]]:

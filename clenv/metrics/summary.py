@@ -26,6 +26,7 @@ from clenv.metrics.anytime import (
     online_accuracy,
     wc_acc,
 )
+from clenv.metrics.hierarchy import rate
 from clenv.metrics.lifelong import (
     concept_final_accuracy,
     concept_forgetting,
@@ -101,12 +102,16 @@ def summarize(events: list[dict]) -> dict:
         metrics["average_forgetting"] = average_forgetting(R)
         metrics["forgetting_chaudhry"] = forgetting_chaudhry(R)
         metrics["bwt"] = bwt(R)
-        b = [_acc(init["counts"], "fwt_base", columns[j]) for j in range(T)]
-        usable = [j > 0 and bool(((first[columns[j]] >= 0) &
-                                  (first[columns[j]] < task_ends[j - 1])).any())
-                  for j in range(T)]
-        metrics["fwt"], metrics["fwt_reason"] = fwt(R, b, usable)
-        out["fwt_baseline"] = b
+        if "fwt_base" in init["counts"]:
+            b = [_acc(init["counts"], "fwt_base", columns[j]) for j in range(T)]
+            usable = [j > 0 and bool(((first[columns[j]] >= 0) &
+                                      (first[columns[j]] < task_ends[j - 1])).any())
+                      for j in range(T)]
+            metrics["fwt"], metrics["fwt_reason"] = fwt(R, b, usable)
+            out["fwt_baseline"] = b
+        else:
+            metrics["fwt_reason"] = ("hierarchical stream: every task introduces classes new "
+                                     "at their level, so no output is usable before its task")
         if "accuracy_matrix_task_aware" in out:
             metrics["final_accuracy_task_aware"] = final_accuracy(out["accuracy_matrix_task_aware"])
         ref = sorted((e for e in events if e["type"] == "reference"), key=lambda e: e["row"])
@@ -162,6 +167,8 @@ def summarize(events: list[dict]) -> dict:
     out["old_class_accuracy"] = old_new[-1]["old"] if complete else None
     out["new_class_accuracy"] = old_new[-1]["new"] if complete else None
     out.update(_lifelong(start, evals, events, R, columns) if start.get("lifelong") else {})
+    if start.get("levels", 1) > 1:
+        out["levels"] = _per_level(start, evals, rows, timeline, anytime)
 
     last = end if end is not None else (evals[-1] if evals else start)
     online = last.get("online", {"correct": 0, "count": 0})
@@ -170,6 +177,37 @@ def summarize(events: list[dict]) -> dict:
     out["budget_limits"] = start.get("budget_limits", {})
     out["budget_exceeded"] = end.get("budget_exceeded", []) if end else []
     out["wall_time"] = end.get("wall", {}) if end else {}
+    return out
+
+
+def _per_level(start: dict, evals: list[dict], rows: list[dict], timeline: list[dict],
+               anytime: list[dict]) -> list[dict]:
+    """Per label level (HLE): A_auc, A_last, F_last and final accuracy on seen classes, the
+    coarse accuracy that also credits the parent of the finer prediction, the coarse-head-only
+    accuracy and the hierarchy-consistency rate."""
+    out = []
+    sizes, offsets = start["level_sizes"], start["level_offsets"]
+    for lv, (size, off) in enumerate(zip(sizes, offsets, strict=True)):
+        units = np.arange(off, off + size)
+
+        def seen_rate(e: dict, key: str, units=units) -> float | None:
+            seen = np.intersect1d(np.asarray(e["seen"], dtype=np.int64), units)
+            return rate(e["counts"][key], e["counts"]["total"], seen) if len(seen) else None
+
+        acc = [seen_rate(e, "agnostic") for e in anytime]
+        acc = [v for v in acc if v is not None]
+        sup = [v for v in (seen_rate(e, "sup") for e in anytime) if v is not None]
+        con = [v for v in (seen_rate(e, "consistent") for e in anytime) if v is not None]
+        unit_acc = np.array([_unit_acc(e)[units] for e in timeline]) if timeline else None
+        last = rows[-1] if rows else None
+        rec = {"level": lv, "classes": size, "a_auc": a_auc(acc), "a_last": a_last(acc),
+               "f_last": f_last(unit_acc) if unit_acc is not None else None,
+               "final_accuracy": seen_rate(last, "agnostic") if last else None}
+        if lv < len(sizes) - 1:
+            rec.update({"a_auc_with_finer": a_auc(sup), "a_last_with_finer": a_last(sup),
+                        "final_accuracy_with_finer": seen_rate(last, "sup") if last else None,
+                        "consistency_last": a_last(con), "consistency_mean": a_auc(con)})
+        out.append(rec)
     return out
 
 

@@ -119,4 +119,4 @@ def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStrea
                               "use fewer tasks or more data")
     return TaskStream(generator=gen, seed=cfg["seed"], labels=pool.y, n_classes=pool.n_classes,
                       task_samples=task_samples, task_classes=task_classes, epochs=cfg["epochs"],
-                      chunk_size=cfg["chunk_size"], config=dict(cfg))
+                      chunk_size=cfg["chunk_size"], config=dict(cfg), leaf_level=pool.depth - 1)

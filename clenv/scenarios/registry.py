@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
-from clenv.scenarios import incremental, lifelong
+from clenv.scenarios import hle, incremental, lifelong
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ GENERATORS: dict[str, Generator] = {
     "lifelong": Generator("lifelong", lifelong.LIFELONG_FIELDS, lifelong.build_lifelong,
                           "lifelong segments: classes, revisit, drift, domain, few_shot, "
                           "related (Ling & Bohn 2021)"),
+    "hle": Generator("hle", hle.HLE_FIELDS, hle.build_hle,
+                     "hierarchical label expansion (Lee et al. 2023): dual_label, single_label, "
+                     "multi_depth"),
     "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent",
                                               drop=("classes_per_task",)),
                          incremental.build_incremental, incremental.GENERATORS["iblurry"]),

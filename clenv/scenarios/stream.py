@@ -28,8 +28,8 @@ from clenv.errors import DataError
 from clenv.scenarios.permutation import keyed_permutation, round_keys
 
 FORMAT_VERSION = 2
-FIELDS = ("index", "task", "major_task", "level", "epoch", "domain", "is_new_class", "boundary",
-          "first_exposure", "sample_id")
+FIELDS = ("index", "y", "task", "major_task", "level", "epoch", "domain", "is_new_class",
+          "boundary", "first_exposure", "sample_id")
 
 
 class Stream:
@@ -62,6 +62,7 @@ class Stream:
     unit_first_position: np.ndarray
     probes: list[tuple[int, dict]] = []
     square: bool = True
+    levels: int = 1
     meta: dict = {}
 
     # -- records --------------------------------------------------------------------------------
@@ -91,7 +92,9 @@ class Stream:
             raise IndexError(f"chunk {k} out of range [0, {self.n_chunks})")
         rec = self._core(k)
         pos = np.arange(k * self.chunk_size, k * self.chunk_size + len(rec["index"]))
-        rec["is_new_class"] = self._class_first[self._labels[rec["index"]]] == pos
+        virtual = rec.pop("_virtual", rec["index"])
+        rec["is_new_class"] = self._class_first[self._labels[virtual]] == pos
+        rec["y"] = getattr(self, "_targets", self._labels)[virtual]
         return rec
 
     def chunk_rng(self, k: int) -> np.random.Generator:
@@ -216,24 +219,33 @@ class TaskStream(Stream):
 
     task_classes[j]: classes whose major task is j (task j's test set is their test samples);
     major_task: (C,) the major task of each class (-1 for classes not in the stream).
+
+    Hierarchical streams (HLE) reuse it with *virtual* sample ids ``v = level * n_pool + index``
+    (the same image at several label levels): ``labels`` maps a virtual id to its unit (a class
+    at a level, ``n_classes`` units in all), ``targets`` to its label at its level.
     """
 
     def __init__(self, *, generator: str, seed: int, labels: np.ndarray, n_classes: int,
                  task_samples: list[np.ndarray], task_classes: list[np.ndarray], epochs: int,
-                 chunk_size: int, config: dict, levels: np.ndarray | None = None) -> None:
+                 chunk_size: int, config: dict, leaf_level: int = 0,
+                 n_pool: int | None = None, targets: np.ndarray | None = None,
+                 levels: int = 1) -> None:
         self.generator = generator
         self.seed = int(seed)
         self.chunk_size = int(chunk_size)
         self.epochs = int(epochs)
         self.config = config
         self.n_classes = n_classes
+        self.levels = levels
         self.task_classes = [np.asarray(c, dtype=np.int64) for c in task_classes]
         self.columns = self.task_classes
         self.column_names = [f"task {j}" for j in range(len(task_classes))]
         self.n_tasks = len(task_samples)
         self.first_row = list(range(self.n_tasks))
         self._labels = labels
-        self._levels = levels
+        self._targets = labels if targets is None else targets
+        self._n_pool = n_pool
+        self._leaf_level = leaf_level
         self.major_task = np.full(n_classes, -1, dtype=np.int64)
         for t, cls in enumerate(self.task_classes):
             self.major_task[cls] = t
@@ -269,7 +281,7 @@ class TaskStream(Stream):
     def _core(self, k: int) -> dict[str, np.ndarray]:
         start = k * self.chunk_size
         pos = np.arange(start, min(start + self.chunk_size, self.length), dtype=np.int64)
-        index = np.empty(len(pos), dtype=np.int64)
+        virtual = np.empty(len(pos), dtype=np.int64)
         task = np.empty(len(pos), dtype=np.int64)
         epoch = np.empty(len(pos), dtype=np.int64)
         seg_ids = np.searchsorted(self._seg_starts, pos, side="right") - 1
@@ -277,15 +289,18 @@ class TaskStream(Stream):
             seg = self.segments[s]
             sel = seg_ids == s
             off = pos[sel] - seg.start
-            index[sel] = seg.indices[keyed_permutation(off, len(seg.indices), self._keys[s])]
+            virtual[sel] = seg.indices[keyed_permutation(off, len(seg.indices), self._keys[s])]
             task[sel] = seg.task
             epoch[sel] = seg.epoch
-        labels = self._labels[index]
-        level = (self._levels[index] if self._levels is not None
-                 else np.zeros(len(pos), dtype=np.int64))
+        units = self._labels[virtual]
+        if self._n_pool is None:
+            index = virtual
+            level = np.full(len(pos), self._leaf_level, dtype=np.int64)
+        else:
+            level, index = np.divmod(virtual, self._n_pool)
         return {
-            "index": index, "task": task, "major_task": self.major_task[labels],
+            "index": index, "task": task, "major_task": self.major_task[units],
             "level": level, "epoch": epoch, "domain": np.zeros(len(pos), dtype=np.int64),
             "boundary": np.isin(pos, self.task_starts), "first_exposure": epoch == 0,
-            "sample_id": index.copy(),
+            "sample_id": index.copy(), "_virtual": virtual,
         }

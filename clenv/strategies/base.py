@@ -16,6 +16,7 @@ from torch import nn
 
 from clenv.config.schema import Field
 from clenv.models.build import build_model
+from clenv.models.multihead import MultiHead
 from clenv.strategies.spec import StrategySpec
 
 
@@ -64,9 +65,13 @@ class SupervisedStrategy(Strategy):
         self.device = resolve_device(spec.device)
         torch.manual_seed(spec.seed)
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x57A7]))
+        self.levels = spec.levels
         self.model = self.new_model()
         self.optimizer = self.new_optimizer()
         self.seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
+        if self.levels > 1:  # one seen mask per level
+            self.level_seen = [torch.zeros(c, dtype=torch.bool, device=self.device)
+                               for c in spec.level_sizes]
         self.neg_inf = torch.tensor(float("-inf"), device=self.device)
         self.grad_steps = 0
         self.samples_processed = 0
@@ -75,8 +80,11 @@ class SupervisedStrategy(Strategy):
                                  for m in self.model.modules())
 
     def new_model(self) -> nn.Module:
-        return build_model(self.spec.model, self.spec.input_shape,
-                           self.spec.n_classes).to(self.device)
+        spec = self.spec
+        if spec.levels > 1:
+            backbone = build_model(spec.model, spec.input_shape, spec.level_sizes[-1])
+            return MultiHead(backbone, spec.level_sizes).to(self.device)
+        return build_model(spec.model, spec.input_shape, spec.n_classes).to(self.device)
 
     def new_optimizer(self) -> torch.optim.Optimizer:
         p = self.params
@@ -100,16 +108,23 @@ class SupervisedStrategy(Strategy):
         return torch.where(self.seen, logits, self.neg_inf)
 
     # -- contract ------------------------------------------------------------------------------
-    def predict(self, obs: dict) -> torch.Tensor:
+    def predict(self, obs: dict) -> torch.Tensor | dict[int, torch.Tensor]:
         if self._mode_matters:
             self.model.eval()
         with torch.no_grad():
-            return self.masked(self.model(self.as_input(self.raw(obs["x"]))))
+            out = self.model(self.as_input(self.raw(obs["x"])))
+        if self.levels > 1:
+            return {lv: torch.where(m, o, self.neg_inf)
+                    for lv, (o, m) in enumerate(zip(out, self.level_seen, strict=True))}
+        return self.masked(out)
 
     def stream_batch(self, batch: dict, info: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The valid rows of a stream batch as (raw x, y) tensors; marks their classes seen."""
+        """The valid rows of a stream batch as (raw x, y) tensors; marks their classes seen.
+        For hierarchical streams y is (n, 2): the label and its level."""
         valid = info["valid"]
         x, y = batch["x"], info["y"]
+        if self.levels > 1:
+            y = np.stack([y, info["level"]], axis=1)
         if not valid[-1]:  # padding sits at the end of a batch
             x, y = x[valid], y[valid]
         y_t = torch.from_numpy(y)
@@ -118,8 +133,28 @@ class SupervisedStrategy(Strategy):
         # a class is seen from its first sample on; the Env names first appearances in
         # info["new_classes"] (a dict lookup is far cheaper than a reduction per step)
         if "new_classes" in info or "is_new_class" not in info:
-            self.seen[y_t] = True
+            self.mark_seen(y_t)
         return self.raw(x), y_t
+
+    def mark_seen(self, y: torch.Tensor) -> None:
+        if self.levels > 1:
+            for lv in torch.unique(y[:, 1]).tolist():
+                self.level_seen[lv][y[y[:, 1] == lv, 0]] = True
+        else:
+            self.seen[y] = True
+
+    def loss(self, out, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy with unseen classes masked. Hierarchical: sum over levels of the CE of
+        each row at its own level's head, divided by the number of rows (HLE's loss)."""
+        if self.levels == 1:
+            return F.cross_entropy(self.masked(out), y, reduction=reduction)
+        level = y[:, 1]
+        per_row = torch.zeros(len(y), device=y.device)
+        for lv in torch.unique(level).tolist():
+            rows = level == lv
+            logits = torch.where(self.level_seen[lv], out[lv][rows], self.neg_inf)
+            per_row[rows] = F.cross_entropy(logits, y[rows, 0], reduction="none")
+        return per_row.mean() if reduction == "mean" else per_row
 
     def n_steps(self, n_valid: int) -> int:
         """Gradient steps for a batch of n_valid stream samples under updates_per_sample."""
@@ -135,7 +170,7 @@ class SupervisedStrategy(Strategy):
         """One SGD step on (raw_x, y) with the logits of unseen classes masked."""
         if self._mode_matters:
             self.model.train()
-        loss = F.cross_entropy(self.masked(self.model(self.as_input(raw_x))), y)
+        loss = self.loss(self.model(self.as_input(raw_x)), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

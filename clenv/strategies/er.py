@@ -20,7 +20,8 @@ class ExperienceReplay(SupervisedStrategy):
         super().setup(spec)
         capacity = self.params.get("memory_size") or spec.memory_size or 500
         dtype = torch.uint8 if spec.image else torch.float32
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device)
+        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
+                                      label_shape=(2,) if spec.levels > 1 else ())
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:

@@ -20,7 +20,8 @@ class Joint(SupervisedStrategy):
         super().setup(spec)
         dtype = torch.uint8 if spec.image else torch.float32
         self.store_x = torch.zeros((spec.stream_length, *spec.input_shape), dtype=dtype)
-        self.store_y = torch.zeros(spec.stream_length, dtype=torch.int64)
+        self.store_y = torch.zeros((spec.stream_length, *((2,) if spec.levels > 1 else ())),
+                                   dtype=torch.int64)
         self.stored = 0
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:
@@ -49,5 +50,5 @@ class Joint(SupervisedStrategy):
         c = super().counters()
         c["buffer_samples"] = self.stored
         c["buffer_bytes"] = (self.store_x[:self.stored].nelement() * self.store_x.element_size()
-                             + self.stored * 8)
+                             + self.store_y[:self.stored].nelement() * 8)
         return c

@@ -7,7 +7,8 @@ import torch
 
 
 class ReservoirBuffer:
-    """Keeps a uniform sample of every (x, y) ever offered, in preallocated tensors.
+    """Keeps a uniform sample of every (x, y) ever offered, in preallocated tensors (y may be
+    a row per sample, e.g. (label, level) for hierarchical streams: ``label_shape``).
 
     ``add`` is vectorised over the batch: the i-th offered sample overall goes to a free slot
     while there is one, else replaces slot j ~ U{0..i} when j < capacity (the later of two
@@ -16,10 +17,11 @@ class ReservoirBuffer:
     """
 
     def __init__(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype,
-                 rng: np.random.Generator, device: str | torch.device = "cpu") -> None:
+                 rng: np.random.Generator, device: str | torch.device = "cpu",
+                 label_shape: tuple[int, ...] = ()) -> None:
         self.capacity = int(capacity)
         self.x = torch.zeros((self.capacity, *shape), dtype=dtype, device=device)
-        self.y = torch.zeros(self.capacity, dtype=torch.int64, device=device)
+        self.y = torch.zeros((self.capacity, *label_shape), dtype=torch.int64, device=device)
         self.size = 0
         self.n_seen = 0
         self.rng = rng
@@ -57,4 +59,4 @@ class ReservoirBuffer:
 
     @property
     def nbytes(self) -> int:
-        return self.x.element_size() * self.x.nelement() + self.y.element_size() * len(self.y)
+        return self.x.element_size() * self.x.nelement() + self.y.element_size() * self.y.nelement()

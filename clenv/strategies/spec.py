@@ -15,6 +15,8 @@ class StrategySpec:
     batch_size: B, rows per Env step (obs may be padded; obs["valid"] marks real rows).
     stream_length: stream samples the scenario declares (N for flexible memory sampling).
     memory_size / updates_per_sample: the scenario's budgets (None = unbounded).
+    levels > 1 (hierarchical streams): predict returns {level: (B, C_level) scores}; rows of a
+    batch carry their level in info["level"] and their label at that level in info["y"].
     """
 
     input_shape: tuple[int, ...]
@@ -26,6 +28,8 @@ class StrategySpec:
     task_ids: bool = False
     boundaries: bool = True
     levels: int = 1
+    level_sizes: list[int] = field(default_factory=list)  # classes per level, top first
+    parents: list = field(default_factory=list)  # parents[l]: level l+1 id -> level l id
     device: str = "cpu"
     seed: int = 0
     memory_size: int | None = None
