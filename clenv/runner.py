@@ -285,6 +285,14 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         if bar is not None and state["steps"] % 50 == 0:
             bar.n = pos
             bar.refresh()
+        # task ends first: a task hook (e.g. joint's retraining) is part of reaching pos
+        while next_task < T and pos >= task_ends[next_task]:
+            wall["train"] += time.perf_counter() - tt
+            if exposed:
+                strategy.on_task_end(next_task)
+            record("task_end", row=next_task)
+            next_task += 1
+            tt = time.perf_counter()
         if next_eval is not None and pos >= next_eval:
             wall["train"] += time.perf_counter() - tt
             record("anytime")
@@ -294,13 +302,6 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             wall["train"] += time.perf_counter() - tt
             record("probe", target=next_probe, **probes.pop(0)[1])
             next_probe = probes[0][0] if probes else None
-            tt = time.perf_counter()
-        while next_task < T and pos >= task_ends[next_task]:
-            wall["train"] += time.perf_counter() - tt
-            if exposed:
-                strategy.on_task_end(next_task)
-            record("task_end", row=next_task)
-            next_task += 1
             tt = time.perf_counter()
     wall["train"] += time.perf_counter() - tt
     if bar is not None:

@@ -170,10 +170,12 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
             raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("config", f"expected a mapping at the top level, got {raw!r}")
+    if strategy is not None:  # --strategy replaces the config's strategy; --set refines it
+        raw["strategy"] = {"preset": strategy}
+    elif isinstance(raw.get("strategy"), str):
+        raw["strategy"] = {"preset": raw["strategy"]}
     for path, value in parse_overrides(overrides):
         apply_override(raw, path, value)
-    if strategy is not None:
-        raw["strategy"] = {"preset": strategy}
     if seed is not None:
         raw["seed"] = seed
     cfg = validate(raw, TOP_FIELDS, "")

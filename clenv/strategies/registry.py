@@ -37,6 +37,25 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
                                    "stream batch size)", min=1),
     }, "experience replay: reservoir buffer, vectorised replay sampling"),
+    "plfms": StrategyEntry("plfms", "clenv.strategies.plfms:PLFMS", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "memory in samples (default: budget.memory_size, "
+                             "else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per step besides the refills "
+                                   "(default: the stream batch size)", min=0),
+        "pseudo_labels": Field(bool, True, "PL: fine memory samples count towards their "
+                               "pseudo coarse classes when choosing what to evict"),
+        "flexible_sampling": Field(bool, True, "FMS: keep a stream sample of class c with "
+                                   "probability min(1, (n - first_seen_c) / (N / |C_seen|))"),
+        "fms_window": Field(int, None, "N for FMS (default: the stream length)", min=1),
+        "fms_scale": Field(float, 1.0, "multiplies N / |C_seen| (the multi-depth code uses 2)",
+                           min=1e-9),
+        "importance_period": Field(int, 10, "gradient steps between importance and "
+                                   "pseudo-label updates", min=1),
+        "importance_ema": Field(float, 0.9, "EMA factor of the sample importance", min=0,
+                                max=1),
+    }, "PL-FMS (Lee et al. 2023): importance memory, hierarchy-aware pseudo-labels, flexible "
+       "memory sampling"),
     "joint": StrategyEntry("joint", "clenv.strategies.joint:Joint", {
         **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
         "epochs": Field(int, None, "epochs over all data seen so far at each task end "
