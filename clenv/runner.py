@@ -304,6 +304,8 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             next_probe = probes[0][0] if probes else None
             tt = time.perf_counter()
     wall["train"] += time.perf_counter() - tt
+    if every and env.position % every:  # A_last is the accuracy at the end of the stream
+        record("anytime")
     if bar is not None:
         bar.close()
     counters = strategy.counters()

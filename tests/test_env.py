@@ -16,6 +16,8 @@ from gymnasium.utils.env_checker import check_env
 import clenv
 from clenv.data.pool import Pool
 from clenv.data.registry import SOURCES
+from clenv.data.tree import level_labels, level_sizes
+from clenv.data.tree import parents as tree_parents
 from clenv.env import ContinualEnv
 from clenv.scenarios.registry import build_stream, validate_scenario
 
@@ -76,22 +78,64 @@ def test_check_env_split_mnist() -> None:
 
 
 def _true_labels(env: ContinualEnv, obs: dict) -> np.ndarray:
-    """The labels of the batch in ``obs``, from the stream plan (not from env internals)."""
+    """The labels of the batch in ``obs``, from the stream plan (not from env internals).
+
+    Flat envs: (B,) leaf labels. Hierarchical envs (``env.levels > 1``): (levels, B), row l
+    holding every row's label at level l (zeros on padded rows)."""
     n = int(obs["valid"].sum())
     rec = env.stream.slice(env.position, env.position + n)
+    if env.levels > 1:
+        labels = np.zeros((env.levels, env.B), dtype=np.int64)
+        labels[:, :n] = level_labels(env.pool)[rec["index"]].T
+        return labels
     labels = np.zeros(env.B, dtype=np.int64)
     labels[:n] = env.pool.y[rec["index"]]
     return labels
 
 
+def _as_action(env: ContinualEnv, labels: np.ndarray):
+    """(levels, B) labels -> the Dict action {level_l: (B,)}; flat labels pass through."""
+    if env.levels > 1:
+        return {k: labels[lv].copy() for lv, k in enumerate(env.action_keys)}
+    return labels
+
+
+def _row_labels(env: ContinualEnv, action, level: np.ndarray) -> np.ndarray:
+    """Each row's predicted label at the level it is scored at."""
+    if env.levels > 1:
+        return np.stack([np.asarray(action[k]) for k in env.action_keys])[level,
+                                                                            np.arange(env.B)]
+    return np.asarray(action)
+
+
+def _level_names(pool: Pool) -> list[list[str]]:
+    return [*(pool.tree_names or []), list(pool.class_names)]
+
+
 def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
-    """Play one episode checking the loop contract; return per-step (obs, info) records."""
+    """Play one episode checking the loop contract; return per-step (obs, info) records.
+
+    Hierarchical envs take one label per level and score each row at its own level; their
+    classes are (level, label) pairs and ``new_classes`` is ``{level: {id: name}}``."""
     pool, stream = env.pool, env.stream
+    hier = env.levels > 1
+    lab = level_labels(pool)  # (N, depth): every sample's label at every level
+    names = _level_names(pool)
+    par = tree_parents(pool)
+    offsets = np.concatenate([[0], np.cumsum(level_sizes(pool))[:-1]]).astype(np.int64)
+    if hier:
+        assert env.levels == pool.depth
+        assert list(stream.level_offsets) == offsets.tolist()
+        assert set(env.action_space.spaces) == set(env.action_keys)
+        sizes = np.array(level_sizes(pool))[:, None]
+    else:
+        sizes = env.n_classes
     space = env.observation_space
     rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
     obs, info0 = env.reset(seed=stream.seed)
     assert info0["stream_length"] == stream.length
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()  # (level, label) pairs; level = depth-1 for flat envs
     total_valid = 0
     steps: list[dict] = []
     terminated = False
@@ -99,30 +143,52 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
     while not terminated:
         assert space.contains(obs), f"obs not in observation_space at step {t}"
         valid = obs["valid"].astype(bool)
-        assert valid.any() and valid[: valid.sum()].all()  # valid rows first
+        n = int(valid.sum())
+        assert valid.any() and valid[:n].all()  # valid rows first
         true = _true_labels(env, obs)
+        rec = stream.slice(env.position, env.position + n)
+        row_level = np.zeros(env.B, dtype=np.int64)
+        row_level[:n] = rec["level"]
+        true_row = true[row_level, np.arange(env.B)] if hier else true
         if t % 3 == 0:
-            action, expect = true.copy(), 1.0
+            action, expect = _as_action(env, true.copy()), 1.0
         elif t % 3 == 1:
-            action, expect = (true + 1) % env.n_classes, 0.0
+            action, expect = _as_action(env, (true + 1) % sizes), 0.0
         else:
-            action = rng.integers(0, env.n_classes, size=env.B)
-            expect = float(np.mean(action[valid] == true[valid]))
+            if hier:
+                action = env.action_space.sample()
+                assert env.action_space.contains(action)
+            else:
+                action = rng.integers(0, env.n_classes, size=env.B)
+            pred = _row_labels(env, action, row_level)
+            expect = float(np.mean(pred[valid] == true_row[valid]))
         start = env.position
         new_obs, reward, terminated, truncated, info = env.step(action)
         assert truncated is False
         assert reward == pytest.approx(expect)
         # info of step t describes batch t (the one in obs)
         ids = info["sample_id"][valid]
+        # the level each row is labelled at: its own (hierarchical), the leaves (flat)
+        levels = info["level"][valid] if hier else np.full(n, pool.depth - 1)
         np.testing.assert_array_equal(info["valid"], valid)
-        np.testing.assert_array_equal(info["y"][valid], pool.y[ids])
-        np.testing.assert_array_equal(info["y"], true)
-        rec = stream.slice(start, start + int(valid.sum()))
+        np.testing.assert_array_equal(info["y"][valid], lab[ids, levels])
+        if not hier:
+            np.testing.assert_array_equal(info["y"][valid], pool.y[ids])
+        np.testing.assert_array_equal(info["y"], true_row)
         plain = rec["domain"] == 0  # other domains are transformed (tests/test_lifelong.py)
         np.testing.assert_array_equal(obs["x"][valid][plain], pool.x[ids][plain])
         np.testing.assert_array_equal(ids, rec["index"])
         for f in ("is_new_class", "first_exposure", "level"):
             np.testing.assert_array_equal(info[f][valid], rec[f])
+        if pool.ancestors is not None:  # labels at coarser levels, -1 from the row's level on
+            anc = info["ancestors"][valid]
+            assert anc.shape == (n, pool.depth - 1)
+            cols = np.arange(pool.depth - 1)[None, :]
+            row_level = info["level"][valid]  # -1 from the level the stream puts the row at
+            expect_anc = np.where(cols < row_level[:, None], lab[ids, :-1], -1)
+            np.testing.assert_array_equal(anc, expect_anc)
+        else:
+            assert "ancestors" not in info
         # fresh arrays, never views of the pool
         for d in (obs, info, new_obs):
             for key, v in d.items():
@@ -130,17 +196,40 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
                     assert not np.shares_memory(v, pool.x), key
                     assert not np.shares_memory(v, pool.y), key
         # new classes: named at their first appearance only, never a class not yet appeared
-        batch_classes = set(pool.y[ids].tolist())
+        batch_classes = set(zip(levels.tolist(), info["y"][valid].tolist(), strict=True))
         new = info.get("new_classes", {})
-        assert set(new) == batch_classes - seen, t
-        for c, name in new.items():
-            assert name == pool.class_names[c]
-            first_row = int(np.flatnonzero(pool.y[ids] == c)[0])
-            assert stream.first_position[c] == start + first_row
-        assert set(np.asarray(info["y"])[info["is_new_class"] & valid].tolist()) == set(new)
+        if hier:
+            assert all(isinstance(c, dict) and c for c in new.values()), new
+            new_pairs = {(lv, c) for lv, d in new.items() for c in d}
+            named = {(lv, c): name for lv, d in new.items() for c, name in d.items()}
+        else:
+            new_pairs = {(pool.depth - 1, c) for c in new}
+            named = {(pool.depth - 1, c): name for c, name in new.items()}
+        assert new_pairs == batch_classes - seen, t
+        for (lv, c), name in named.items():
+            assert name == names[lv][c]
+            hit = (levels == lv) & (info["y"][valid] == c)
+            first_row = int(np.flatnonzero(hit)[0])
+            unit = offsets[lv] + c if hier else c
+            assert stream.first_position[unit] == start + first_row
+        new_rows = info["is_new_class"] & valid
+        new_levels = info["level"][new_rows] if hier else np.full(new_rows.sum(),
+                                                                     pool.depth - 1)
+        assert set(zip(new_levels.tolist(), info["y"][new_rows].tolist(),
+                       strict=True)) == new_pairs
+        if new and pool.ancestors is not None:  # parents at the next coarser level
+            parents = info["new_class_parents"]
+            if hier:
+                assert set(parents) == {lv for lv in new if lv > 0}
+                for lv, d in parents.items():
+                    assert set(d) == set(new[lv])
+                    assert all(p == par[lv - 1][c] for c, p in d.items())
+            else:
+                assert set(parents) == set(new)
+                assert all(p == par[-1][c] for c, p in parents.items())
         seen |= batch_classes
-        total_valid += int(valid.sum())
-        assert env.position == start + int(valid.sum())
+        total_valid += n
+        assert env.position == start + n
         assert terminated == (env.position == stream.length)
         steps.append({"obs": obs, "info": info, "start": start})
         if not terminated:  # obs of step t is batch t+1
@@ -156,6 +245,9 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
     assert not obs["x"].any()
     assert total_valid == stream.length
     assert env.online_count == int((stream.materialize()["epoch"] == 0).sum())
+    if hier:  # every (level, class) of the stream was disclosed once
+        units = {int(offsets[lv] + c) for lv, c in seen}
+        assert units == set(np.flatnonzero(stream.first_position >= 0).tolist())
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(env.B, dtype=np.int64))
     return steps
@@ -178,6 +270,34 @@ def test_full_episode_contract(path: Path) -> None:
                                               stream.task_starts))
     starts = {s["start"] for s in steps}
     assert set(stream.task_starts.tolist()) <= starts
+
+
+def _flat_on_tree(path: Path) -> bool:
+    """A ready scenario with a flat (non-HLE) stream over a synthetic pool with a tree."""
+    cfg = yaml.safe_load(path.read_text()) or {}
+    data, scenario = cfg.get("data") or {}, cfg.get("scenario") or {}
+    return data.get("depth", 1) > 1 and scenario.get("generator") != "hle"
+
+
+TREE_FLAT = [p for p in ROOT_FREE if _flat_on_tree(p)]
+
+
+@pytest.mark.parametrize("path", TREE_FLAT, ids=lambda p: p.stem)
+def test_flat_stream_on_a_tree_pool_labels_rows_at_the_leaves(path: Path) -> None:
+    """A flat stream over a pool with a tree serves leaf labels: its rows are at the leaf level
+    and info["ancestors"] holds every coarser label (none is masked with -1)."""
+    env = clenv.make(str(path), **_small(path))
+    assert env.levels == 1 and env.pool.depth > 1
+    obs, _ = env.reset()
+    lab = level_labels(env.pool)
+    for _ in range(5):
+        obs, _, terminated, _, info = env.step(np.zeros(env.B, dtype=np.int64))
+        valid = info["valid"]
+        ids = info["sample_id"][valid]
+        np.testing.assert_array_equal(info["level"][valid], env.pool.depth - 1)
+        np.testing.assert_array_equal(info["ancestors"][valid], lab[ids, :-1])
+        if terminated:
+            break
 
 
 def test_batches_cut_at_task_ends_with_odd_batch_size() -> None:

@@ -55,7 +55,9 @@ def test_metrics_json_recomputed_from_events(small_cfg, tmp_path):
     accs = [_acc(e["counts"], "agnostic", e["seen"]) for e in anytime]
     assert on_disk["a_auc"] == pytest.approx(sum(accs) / len(accs))
     assert on_disk["a_last"] == pytest.approx(accs[-1])
-    assert len(anytime) == start["stream_length"] // small_cfg["eval"]["every"]
+    L, every = start["stream_length"], small_cfg["eval"]["every"]
+    assert len(anytime) == -(-L // every)  # every `every` samples, plus one at the stream end
+    assert anytime[-1]["samples"] == L
     end = events[-1]
     assert end["type"] == "end"
     assert on_disk["online_accuracy"] == pytest.approx(end["online"]["correct"]
