@@ -22,7 +22,7 @@ def coarse_correct_with_parent(coarse_pred: ArrayLike, fine_pred: ArrayLike,
     best score); default all valid. Source: Lee et al. 2023 (HLE), single-depth coarse accuracy
     ("sup"); the coarse head alone is ``coarse_pred == y`` ("sup_only").
     """
-    cp, fp, y = (np.asarray(a) for a in (coarse_pred, fine_pred, y_coarse))
+    cp, fp, y = (np.asarray(a, dtype=np.int64) for a in (coarse_pred, fine_pred, y_coarse))
     par = np.asarray(parent_of_fine)
     cv = np.ones(len(cp), dtype=bool) if coarse_valid is None else np.asarray(coarse_valid, bool)
     fv = np.ones(len(fp), dtype=bool) if fine_valid is None else np.asarray(fine_valid, bool)
@@ -39,7 +39,7 @@ def consistent_predictions(coarse_pred: ArrayLike, fine_pred: ArrayLike,
     Formula: c_i = [parent(fine_pred_i) = coarse_pred_i], false where either prediction is
     missing. The hierarchy-consistency rate is the mean of c_i (see ``rate``).
     """
-    cp, fp = np.asarray(coarse_pred), np.asarray(fine_pred)
+    cp, fp = np.asarray(coarse_pred, dtype=np.int64), np.asarray(fine_pred, dtype=np.int64)
     par = np.asarray(parent_of_fine)
     cv = np.ones(len(cp), dtype=bool) if coarse_valid is None else np.asarray(coarse_valid, bool)
     fv = np.ones(len(fp), dtype=bool) if fine_valid is None else np.asarray(fine_valid, bool)

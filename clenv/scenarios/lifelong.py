@@ -165,6 +165,7 @@ class LifelongStream(Stream):
         self.config = dict(cfg)
         self.n_classes = pool.n_classes
         self._labels = pool.y
+        self._leaf_level = pool.depth - 1
         scale = float(pool.x[: min(len(pool.x), 20000)].std()) or 1.0
         self._domain_specs: list[str] = [json.dumps({"kind": "identity"})]
         self._transforms: list[DomainTransform | None] = [None]
@@ -366,7 +367,8 @@ class LifelongStream(Stream):
         domains = np.array([c["domain"] for c in self._concepts], dtype=np.int64)
         return {
             "index": index, "task": seg_ids.astype(np.int64), "major_task": concept,
-            "level": np.zeros(n, dtype=np.int64), "epoch": epoch, "domain": domains[concept],
+            "level": np.full(n, self._leaf_level, dtype=np.int64), "epoch": epoch,
+            "domain": domains[concept],
             "boundary": np.isin(pos, self.task_starts), "first_exposure": epoch == 0,
             "sample_id": index.copy(),
         }

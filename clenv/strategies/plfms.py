@@ -93,8 +93,9 @@ class PLFMS(SupervisedStrategy):
         n = len(y)
         y_np = y.cpu().numpy()
         units = self.units_of(y_np)
-        new = self.first_seen[units] < 0
-        self.first_seen[units[new]] = self.n_stream + np.flatnonzero(new)
+        new = np.flatnonzero(self.first_seen[units] < 0)
+        first_units, first_rows = np.unique(units[new], return_index=True)
+        self.first_seen[first_units] = self.n_stream + new[first_rows]
         self.n_stream += n
         pseudo = self.pseudo_of(x, y_np)
         slots = np.empty(n, dtype=np.int64)
