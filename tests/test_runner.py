@@ -120,6 +120,7 @@ def test_budget_counters(small_cfg):
 
 
 def test_budget_exceeded_is_reported(small_cfg):
+    small_cfg["strategy"]["updates_per_sample"] = 0.2
     m = run(small_cfg, budget={"memory_size": 20, "updates_per_sample": 0.05})
     assert any(s.startswith("memory_size") for s in m["budget_exceeded"])
     assert any(s.startswith("updates_per_sample") for s in m["budget_exceeded"])
@@ -128,6 +129,10 @@ def test_budget_exceeded_is_reported(small_cfg):
 def test_updates_per_sample(small_cfg):
     m = run(small_cfg, strategy={"name": "naive", "updates_per_sample": 0.5})
     assert m["budget"]["grad_steps"] == m["stream_length"] // 2
+    # the scenario's budget sets the rate when the strategy does not
+    m = run(small_cfg, strategy={"name": "naive"}, budget={"updates_per_sample": 0.3})
+    assert m["budget"]["grad_steps"] == int(m["stream_length"] * 0.3)
+    assert m["budget_exceeded"] == []
 
 
 def test_hidden_boundaries_and_epochs(small_cfg):

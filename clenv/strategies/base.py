@@ -159,6 +159,8 @@ class SupervisedStrategy(Strategy):
     def n_steps(self, n_valid: int) -> int:
         """Gradient steps for a batch of n_valid stream samples under updates_per_sample."""
         u = self.params.get("updates_per_sample")
+        if u is None:  # the scenario's budget sets it when the strategy does not
+            u = self.spec.updates_per_sample
         if u is None:
             return 1 if n_valid else 0
         self._credit += u * n_valid
