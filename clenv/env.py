@@ -54,7 +54,10 @@ class ContinualEnv(gym.Env):
             obs_spaces["task"] = spaces.Discrete(self.stream.n_tasks)
         self.observation_space = spaces.Dict(obs_spaces)
         self.levels = self.stream.levels
-        if self.levels > 1:  # hierarchical: one label per level, the row's level is scored
+        self.multi_label = bool(getattr(self.stream, "multi_label", False))
+        if self.multi_label:  # one 0/1 prediction per class and row
+            self.action_space = spaces.MultiBinary((self.B, self.n_classes))
+        elif self.levels > 1:  # hierarchical: one label per level, the row's level is scored
             from clenv.data.tree import level_sizes
 
             self.level_sizes = level_sizes(pool)
@@ -111,11 +114,15 @@ class ContinualEnv(gym.Env):
             if self._clip is not None:
                 np.clip(x, *self._clip, out=x)
         flags = np.stack([rec["is_new_class"], rec["boundary"], rec["first_exposure"]])
+        y = rec["y"]
         self._chunk = {
             "x": x, "flags": flags,
-            "ints": np.stack([rec["y"], rec["task"], rec["major_task"], rec["level"],
-                              rec["sample_id"]]),
+            "ints": np.stack([y if y.ndim == 1 else np.zeros(len(y), np.int64), rec["task"],
+                              rec["major_task"], rec["level"], rec["sample_id"]]),
             "new": np.flatnonzero(flags[0]).tolist(), "all_first": bool(flags[2].all())}
+        if self.multi_label:  # visible labels and their mask (a hidden label is no negative)
+            self._chunk["ymat"] = y.astype(np.uint8)
+            self._chunk["mask"] = self.stream.task_mask[rec["task"]]
         self._chunk_id = k
         self._chunk_start = k * stream.chunk_size
 
@@ -141,17 +148,25 @@ class ContinualEnv(gym.Env):
             b = min(stop - self._chunk_start, cs)
             new = rec["new"]
             i = bisect_left(new, a)
-            parts.append({"x": rec["x"][a:b].copy(), "ints": rec["ints"][:, a:b].copy(),
-                          "flags": rec["flags"][:, a:b].copy(),
-                          "new": i < len(new) and new[i] < b, "all_first": rec["all_first"]})
+            part = {"x": rec["x"][a:b].copy(), "ints": rec["ints"][:, a:b].copy(),
+                    "flags": rec["flags"][:, a:b].copy(),
+                    "new": i < len(new) and new[i] < b, "all_first": rec["all_first"]}
+            if self.multi_label:
+                part["ymat"] = rec["ymat"][a:b].copy()
+                part["mask"] = rec["mask"][a:b].copy()
+            parts.append(part)
             start = self._chunk_start + b
         if len(parts) == 1:
             return parts[0]
-        return {"x": np.concatenate([p["x"] for p in parts]),
-                "ints": np.concatenate([p["ints"] for p in parts], axis=1),
-                "flags": np.concatenate([p["flags"] for p in parts], axis=1),
-                "new": any(p["new"] for p in parts),
-                "all_first": all(p["all_first"] for p in parts)}
+        out = {"x": np.concatenate([p["x"] for p in parts]),
+               "ints": np.concatenate([p["ints"] for p in parts], axis=1),
+               "flags": np.concatenate([p["flags"] for p in parts], axis=1),
+               "new": any(p["new"] for p in parts),
+               "all_first": all(p["all_first"] for p in parts)}
+        if self.multi_label:
+            out["ymat"] = np.concatenate([p["ymat"] for p in parts])
+            out["mask"] = np.concatenate([p["mask"] for p in parts])
+        return out
 
     def _make_batch(self, start: int, limit: int | None = None) -> dict:
         """The batch starting at ``start``: fresh arrays padded to B rows."""
@@ -166,6 +181,11 @@ class ContinualEnv(gym.Env):
             flags = np.zeros((3, self.B), dtype=bool)
             flags[:, :n] = batch["flags"]
             batch.update(x=x, ints=ints, flags=flags)
+            if self.multi_label:
+                for f in ("ymat", "mask"):
+                    v = np.zeros((self.B, self.n_classes), dtype=np.uint8)
+                    v[:n] = batch[f]
+                    batch[f] = v
             valid = np.zeros(self.B, dtype=np.int8)
             valid[:n] = 1
         else:
@@ -191,6 +211,9 @@ class ContinualEnv(gym.Env):
         y = ints[0]
         info = {"y": y, "valid": valid, "level": ints[3], "is_new_class": flags[0],
                 "first_exposure": flags[2], "sample_id": ints[4]}
+        if self.multi_label:
+            info["y"] = batch["ymat"]
+            info["label_mask"] = batch["mask"]
         if self.boundaries:
             info["task"] = ints[1]
             info["major_task"] = ints[2]
@@ -211,6 +234,12 @@ class ContinualEnv(gym.Env):
                         parents.setdefault(lv, {})[c] = int(info["ancestors"][r, lv - 1])
                 info["new_classes"] = new
                 info["new_class_parents"] = parents
+            elif self.multi_label:  # classes first visible in this batch
+                f = self.stream.first_position
+                lo = batch["stop"] - batch["n"]
+                ids = np.flatnonzero((f >= lo) & (f < batch["stop"])
+                                     & batch["ymat"][rows].any(0))
+                info["new_classes"] = {int(c): self._names[c] for c in ids}
             else:
                 ids = y[rows]
                 info["new_classes"] = {int(c): self._names[c] for c in ids}
@@ -239,6 +268,26 @@ class ContinualEnv(gym.Env):
             batch["new"] = bool(new.any())
             yield self._obs(batch), self._info(batch, batch["valid"].astype(bool))
             pos = batch["stop"]
+
+    def _step_multi_label(self, batch: dict, action):
+        """Reward = mean over valid rows of the sample-F1 over the visible labels."""
+        from clenv.metrics.multilabel import sample_f1
+
+        action = np.asarray(action)
+        if action.shape != (self.B, self.n_classes) or action.dtype.kind not in "iub" \
+                or (action.size and (action.min() < 0 or action.max() > 1)):
+            raise ValueError(f"action must be a 0/1 array of shape ({self.B}, {self.n_classes})"
+                             f"; got {action.dtype} {action.shape}")
+        valid = batch["valid"].astype(bool)
+        f1 = sample_f1(batch["ymat"][valid], action[valid], batch["mask"][valid])
+        first = batch["flags"][2][valid]
+        self.online_correct += float(f1[first].sum())
+        self.online_count += int(first.sum())
+        info = self._info(batch, valid)
+        self.position = batch["stop"]
+        terminated = self.position >= self.stream.length
+        self._batch = None if terminated else self._make_batch(self.position)
+        return self._obs(self._batch), float(f1.mean()), terminated, False, info
 
     def _level_action(self, action, level: np.ndarray) -> np.ndarray:
         """A hierarchical action {level_l: (B,) labels} -> each row's label at its level."""
@@ -273,6 +322,8 @@ class ContinualEnv(gym.Env):
         batch = self._batch
         if batch is None:
             raise RuntimeError("step() after the stream ended; call reset()")
+        if self.multi_label:
+            return self._step_multi_label(batch, action)
         if self.levels > 1:
             action = self._level_action(action, batch["ints"][3])
         action = np.asarray(action)

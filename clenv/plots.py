@@ -33,6 +33,13 @@ def column_curves(events: list[dict]) -> tuple[np.ndarray, np.ndarray, dict]:
     acc = np.full((len(columns), len(evals)), np.nan)
     for n, e in enumerate(evals):
         seen = set(e["seen"])
+        if "ap" in e["counts"]:  # multi-label: mean AP of the column's seen classes
+            ap = np.array([np.nan if v is None else v for v in e["counts"]["ap"]])
+            for j, units in enumerate(columns):
+                vals = ap[[u for u in units if u in seen]]
+                if np.isfinite(vals).any():
+                    acc[j, n] = np.nanmean(vals)
+            continue
         for j, units in enumerate(columns):
             units_seen = [u for u in units if u in seen]
             if units_seen:

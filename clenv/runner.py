@@ -24,6 +24,7 @@ from clenv.evaluator import Evaluator
 from clenv.events import EventLog
 from clenv.hier_evaluator import HierarchyEvaluator
 from clenv.metrics.summary import summarize
+from clenv.ml_evaluator import MultiLabelEvaluator
 from clenv.scenarios.registry import build_stream
 from clenv.strategies.base import Strategy, resolve_device
 from clenv.strategies.registry import STRATEGIES, import_target, strategy_entry
@@ -53,6 +54,7 @@ def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
         input_shape=env.pool.shape, image=env.pool.is_image, n_classes=env.n_classes,
         batch_size=env.B, stream_length=env.stream.length, n_tasks=env.stream.n_tasks,
         task_ids=sc["task_ids"], boundaries=sc["boundaries"] == "exposed",
+        multi_label=env.multi_label,
         levels=env.stream.levels, level_sizes=list(getattr(env, "level_sizes", [env.n_classes])),
         parents=(parents(env.pool) if env.stream.levels > 1 else []),
         device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
@@ -203,8 +205,14 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     spec = make_spec(cfg, env)
     strategy.setup(spec)
     hierarchical = stream.levels > 1
-    evaluator = (HierarchyEvaluator if hierarchical else Evaluator)(
-        env.pool, stream, cfg["eval"]["batch_size"])
+    multi_label = env.multi_label
+    threshold = cfg["eval"]["threshold"]
+    if multi_label:
+        evaluator = MultiLabelEvaluator(env.pool, stream, cfg["eval"]["batch_size"], threshold)
+    else:
+        evaluator = (HierarchyEvaluator if hierarchical else Evaluator)(
+            env.pool, stream, cfg["eval"]["batch_size"])
+    logit_threshold = float(np.log(threshold / (1 - threshold))) if 0 < threshold < 1 else 0.0
     T = stream.n_tasks
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
@@ -220,6 +228,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         "first_position": stream.first_position.tolist(), "stream_length": stream.length,
         "batch_size": env.B, "eval_every": every, "budget_limits": limits,
         "seed": cfg["seed"], "scenario_seed": sc["seed"], "lifelong": stream.meta,
+        "multi_label": multi_label, "threshold": threshold,
         "levels": stream.levels, "level_sizes": list(getattr(stream, "level_sizes", [])),
         "level_offsets": list(getattr(stream, "level_offsets", [])),
     })
@@ -236,7 +245,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         seen = stream.seen_mask(pos)
         units = stream.seen_units(pos)
         fwt_masks = None
-        if kind == "init" and stream.square and not hierarchical:
+        if kind == "init" and stream.square and not hierarchical and not multi_label:
             fwt_masks = np.zeros((T, env.n_classes), dtype=bool)
             for j in range(1, T):
                 fwt_masks[j] = stream.seen_mask(int(stream.task_ends[j - 1]))
@@ -272,7 +281,10 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             strategy.on_task_start(next_task)
             started = next_task
         scores = strategy.predict(obs)
-        if hierarchical:
+        if multi_label:  # sigmoid(score) > threshold  <=>  score > logit(threshold)
+            sc = scores if isinstance(scores, np.ndarray) else scores.detach().cpu().numpy()
+            action = (sc > logit_threshold).astype(np.int8)
+        elif hierarchical:
             action = {f"level_{lv}": _argmax(s) for lv, s in sorted(scores.items())}
         else:
             action = _argmax(scores)

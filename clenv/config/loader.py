@@ -33,6 +33,8 @@ EVAL_FIELDS: dict[str, Field] = {
     "batch_size": Field(int, 1024, "rows per predict call during evaluation", min=1),
     "reference": Field(str, None, "joint: also run the joint reference (intransigence)",
                        choices=("joint",)),
+    "threshold": Field(float, 0.8, "multi-label: a class is predicted when sigmoid(score) > "
+                       "threshold", min=0, max=1),
 }
 BUDGET_FIELDS: dict[str, Field] = {
     "memory_size": Field(int, None, "replay memory in samples", min=0),

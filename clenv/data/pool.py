@@ -15,7 +15,8 @@ class Pool:
     """A labelled dataset in memory.
 
     x: (N, *shape) array, uint8 (0-255) for images (shape (C, H, W)) or float32 for vectors.
-    y: (N,) int64 class ids in [0, n_classes).
+    y: (N,) int64 class ids in [0, n_classes) for a single-label pool, or an (N, n_classes)
+        uint8 multi-hot matrix (0/1, at least one positive per row) for a multi-label pool.
     train: (N,) bool, True for training samples, False for test samples.
     class_names: one readable name per class id.
     ancestors: optional label tree, (n_classes, depth - 1) int64: column ``l`` holds each class's
@@ -35,14 +36,39 @@ class Pool:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.y = np.asarray(self.y, dtype=np.int64)
+        y = np.asarray(self.y)
         self.train = np.asarray(self.train, dtype=bool)
         n = len(self.x)
+        if y.ndim == 2:
+            self.y = self._check_multi_hot(y)
+        elif y.ndim == 1:
+            self.y = y.astype(np.int64)
+            if self.y.size and (self.y.min() < 0 or self.y.max() >= len(self.class_names)):
+                raise ValueError(f"pool {self.name}: labels outside [0, {len(self.class_names)})")
+        else:
+            raise ValueError(f"pool {self.name}: y must be (N,) class ids or an (N, n_classes) "
+                             f"multi-hot matrix, got shape {y.shape}")
         if len(self.y) != n or len(self.train) != n:
             raise ValueError(f"pool {self.name}: x, y and train differ in length")
-        if self.y.size and (self.y.min() < 0 or self.y.max() >= len(self.class_names)):
-            raise ValueError(f"pool {self.name}: labels outside [0, {len(self.class_names)})")
+        if self.multi_label and (self.ancestors is not None or self.tree_names is not None):
+            raise ValueError(f"pool {self.name}: a label tree needs single-label y, got a "
+                             f"multi-hot matrix")
         self._check_tree()
+
+    def _check_multi_hot(self, y: np.ndarray) -> np.ndarray:
+        """Check a multi-hot label matrix (shape, 0/1 values, a positive per row); return it as
+        uint8."""
+        if y.shape[1] != len(self.class_names):
+            raise ValueError(f"pool {self.name}: multi-hot y must have shape (N, n_classes) = "
+                             f"(N, {len(self.class_names)}), got {y.shape}")
+        if y.dtype != bool and not np.isin(y, (0, 1)).all():
+            raise ValueError(f"pool {self.name}: multi-hot y must hold only 0 and 1")
+        out = y.astype(np.uint8)
+        empty = np.flatnonzero(~out.any(axis=1))
+        if empty.size:
+            raise ValueError(f"pool {self.name}: {empty.size} multi-hot row(s) have no positive "
+                             f"label (first: row {int(empty[0])})")
+        return out
 
     def _check_tree(self) -> None:
         """Check ``ancestors``/``tree_names``: shapes, id ranges and that each node at a level has
@@ -76,6 +102,11 @@ class Pool:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def multi_label(self) -> bool:
+        """True when ``y`` is an (N, n_classes) multi-hot matrix."""
+        return self.y.ndim == 2
 
     @property
     def depth(self) -> int:
@@ -141,6 +172,8 @@ def limit_per_class(pool: Pool, max_train: int | None, max_test: int | None, see
     class, drawn with a generator seeded by ``seed``; ``pool`` itself when both are None."""
     if max_train is None and max_test is None:
         return pool
+    if pool.multi_label:
+        raise ValueError(f"pool {pool.name}: per-class limits need single-label y")
     rng = np.random.default_rng([seed, 7919])
     keep = cap_per_class(pool.y, pool.train, max_train, rng)
     keep |= cap_per_class(pool.y, ~pool.train, max_test, rng)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from clenv.config.schema import Field, validate
-from clenv.data import cifar100, digits, mnist, synthetic, tensors
+from clenv.data import canvas, cifar100, coco, digits, mnist, synthetic, tensors, voc
 from clenv.data.pool import Pool
 from clenv.data.tree import attach_tree
 from clenv.errors import ConfigError
@@ -19,7 +19,8 @@ class DataSource:
     """One data source: its config name, parameter schema, loader and a one-line description.
 
     ``load(params, key)`` receives the validated parameters and the config key of the section
-    (for error messages); ``needs_root`` is True when the source reads files given by the user.
+    (for error messages); ``needs_root`` is True when the source reads files given by the user;
+    ``multi_label`` is True when its pools hold multi-hot labels (a module's ``MULTI_LABEL``).
     """
 
     name: str
@@ -27,6 +28,7 @@ class DataSource:
     load: Callable[[dict, str], Pool]
     needs_root: bool
     doc: str
+    multi_label: bool = False
 
 
 TREE_FIELD = Field(str, None, "YAML or JSON file mapping each class name to its parent name "
@@ -39,11 +41,13 @@ def _from_module(module: ModuleType) -> DataSource:
     if "tree" in module.FIELDS:
         raise RuntimeError(f"data source {module.NAME} defines 'tree', which the registry adds")
     return DataSource(name=module.NAME, fields={**module.FIELDS, "tree": TREE_FIELD},
-                      load=module.load, needs_root=module.NEEDS_ROOT, doc=module.DOC)
+                      load=module.load, needs_root=module.NEEDS_ROOT, doc=module.DOC,
+                      multi_label=getattr(module, "MULTI_LABEL", False))
 
 
 SOURCES: dict[str, DataSource] = {
-    s.name: s for s in map(_from_module, (synthetic, digits, mnist, cifar100, tensors))
+    s.name: s for s in map(_from_module, (synthetic, digits, mnist, cifar100, tensors, canvas,
+                                          coco, voc))
 }
 
 
@@ -65,6 +69,9 @@ def load_pool(data_cfg: dict, key: str = "data") -> Pool:
     source = SOURCES[name]
     params = validate({k: v for k, v in data_cfg.items() if k != "source"}, source.fields, key)
     tree = params.pop("tree")
+    if tree is not None and source.multi_label:
+        raise ConfigError(f"{key}.tree", f"the {name} source is multi-label and label trees need "
+                                         f"single-label classes", f"remove {key}.tree")
     pool = source.load(params, key)
     return pool if tree is None else attach_tree(pool, tree, f"{key}.tree")
 

@@ -36,6 +36,19 @@ from clenv.metrics.lifelong import (
     pair_backward_transfer,
     pair_forward_transfer,
 )
+from clenv.metrics.multilabel import (
+    DEFAULT_THRESHOLD,
+    average_map,
+    average_precision_per_class,
+    cf1,
+    cf1_macro,
+    f1_counts,
+    map_forgetting,
+    mean_average_precision,
+    of1,
+    predict_at_threshold,
+    sample_f1,
+)
 
 METRICS: dict[str, str] = {
     "final_accuracy": "mean accuracy over all tasks after the last task, mean_j R[T-1][j]",
@@ -69,6 +82,15 @@ METRICS: dict[str, str] = {
     "backward_transfer": "related pairs A -> B: accuracy on A after B's segment minus before it",
     "few_shot_accuracy": "accuracy on a few-shot concept's test set after its k examples, with "
     "its curve over repeated passes",
+    "map": "multi-label mean non-interpolated average precision over seen classes with at least "
+    "one positive",
+    "average_map": "multi-label mean over task ends of the mAP on seen classes (MULTI-LANE's Avg)",
+    "cf1": "multi-label 2*CP*CR/(CP+CR) from per-class mean precision CP and recall CR at "
+    "sigmoid > 0.8 (Kim et al. 2020, PRS)",
+    "cf1_macro": "multi-label mean per-class F1 at sigmoid > 0.8 (MULTI-LANE's CF1)",
+    "of1": "multi-label F1 from TP, FP, FN pooled over seen classes at sigmoid > 0.8",
+    "map_forgetting": "average forgetting on the per-task mAP matrix, M[i][j] = mAP on task j's "
+    "classes after task i",
 }
 
 __all__ = [
@@ -98,4 +120,15 @@ __all__ = [
     "pair_forward_transfer",
     "pair_backward_transfer",
     "few_shot_summary",
+    "DEFAULT_THRESHOLD",
+    "average_precision_per_class",
+    "mean_average_precision",
+    "average_map",
+    "map_forgetting",
+    "predict_at_threshold",
+    "f1_counts",
+    "cf1",
+    "cf1_macro",
+    "of1",
+    "sample_f1",
 ]

@@ -35,6 +35,14 @@ from clenv.metrics.lifelong import (
     pair_backward_transfer,
     pair_forward_transfer,
 )
+from clenv.metrics.multilabel import (
+    average_map,
+    cf1,
+    cf1_macro,
+    map_forgetting,
+    mean_average_precision,
+    of1,
+)
 
 
 def read_events(path: str | os.PathLike) -> list[dict]:
@@ -71,6 +79,8 @@ def _unit_acc(ev: dict) -> np.ndarray:
 def summarize(events: list[dict]) -> dict:
     """Every metric of a run from its events (see docs/metrics.md for the definitions)."""
     start = next(e for e in events if e["type"] == "start")
+    if start.get("multi_label"):
+        return summarize_multilabel(events)
     end = next((e for e in events if e["type"] == "end"), None)
     T = start["n_tasks"]
     columns = [np.asarray(c, dtype=np.int64) for c in start["columns"]]
@@ -254,4 +264,57 @@ def _lifelong(start: dict, evals: list[dict], events: list[dict], R: list[list[f
                                 "shots": fs["shots"], "curve": curve, **(summary or {})})
     after = [f["after_k"] for f in out["few_shot"] if "after_k" in f]
     out["few_shot_accuracy"] = float(np.mean(after)) if after else None
+    return out
+
+
+def _ap(ev: dict) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in ev["counts"]["ap"]], dtype=float)
+
+
+def _seen_map(ev: dict) -> float | None:
+    return mean_average_precision(_ap(ev), np.asarray(ev["seen"], dtype=np.int64))
+
+
+def summarize_multilabel(events: list[dict]) -> dict:
+    """Multi-label runs (MLCIL): mAP over seen classes with a positive, average and last mAP,
+    the per-task mAP matrix and its forgetting, CF1 / CF1-macro / OF1 at the threshold."""
+    start = next(e for e in events if e["type"] == "start")
+    end = next((e for e in events if e["type"] == "end"), None)
+    T = start["n_tasks"]
+    columns = [np.asarray(c, dtype=np.int64) for c in start["columns"]]
+    evals = [e for e in events if e["type"] == "eval"]
+    rows = sorted((e for e in evals if e["kind"] == "task_end"), key=lambda e: e["row"])
+    anytime = [e for e in evals if e["kind"] == "anytime"]
+    complete = len(rows) == T and end is not None
+    M = [[(mean_average_precision(_ap(r), columns[j]) or 0.0) for j in range(T)] for r in rows]
+    maps = [v for v in map(_seen_map, rows) if v is not None]
+    out: dict = {"name": start["name"], "complete": complete, "n_tasks": T,
+                 "stream_length": start["stream_length"], "columns": start["column_names"],
+                 "multi_label": True, "threshold": start.get("threshold"),
+                 "accuracy_matrix": M, "map_matrix": M, "map_per_task_end": maps,
+                 "map": maps[-1] if complete and maps else None,
+                 "average_map": average_map(maps) if complete and maps else None,
+                 "map_forgetting": map_forgetting(M) if complete else None}
+    out["last_map"] = out["map"]
+    for key in ("cf1", "cf1_macro", "of1"):
+        out[key] = None
+    if complete and rows:
+        last = rows[-1]["counts"]
+        seen = np.asarray(rows[-1]["seen"], dtype=np.int64)
+        tp, fp, fn = (np.asarray(last[k]) for k in ("tp", "fp", "fn"))
+        out["cf1"] = cf1(tp, fp, fn, seen)
+        out["cf1_macro"] = cf1_macro(tp, fp, fn, seen)
+        out["of1"] = of1(tp, fp, fn, seen)
+    any_map = [v if v is not None else 0.0 for v in map(_seen_map, anytime)]
+    out["a_auc"] = a_auc(any_map)
+    out["a_last"] = a_last(any_map)
+    out["anytime"] = {"samples": [e["samples"] for e in anytime], "map": any_map}
+    last = end if end is not None else (evals[-1] if evals else start)
+    online = last.get("online", {"correct": 0, "count": 0})
+    out["online_f1"] = online_accuracy(online["correct"], online["count"])
+    out["online_accuracy"] = out["online_f1"]
+    out["budget"] = last.get("budget", {})
+    out["budget_limits"] = start.get("budget_limits", {})
+    out["budget_exceeded"] = end.get("budget_exceeded", []) if end else []
+    out["wall_time"] = end.get("wall", {}) if end else {}
     return out

@@ -8,8 +8,10 @@ from clenv.models.registry import MODELS
 from clenv.strategies.registry import import_target
 
 
-def build_model(cfg: dict, input_shape: tuple[int, ...], n_out: int) -> nn.Module:
+def build_model(cfg: dict, input_shape: tuple[int, ...], n_out: int, seed: int = 0) -> nn.Module:
     entry = MODELS[cfg["name"]]
     cls = import_target(entry.target, "model.name")
     params = {k: v for k, v in cfg.items() if k != "name"}
+    if cfg["name"] == "vit":
+        params["seed"] = seed  # the pretraining stage draws from the learner seed
     return cls(tuple(input_shape), n_out, **params)

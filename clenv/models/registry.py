@@ -25,6 +25,15 @@ MODELS: dict[str, ModelEntry] = {
         "width": Field(int, 32, "channels of the first stage", min=4),
         "blocks": Field(list, [1, 1, 1], "residual blocks per stage", item=int),
     }, "small ResNet-style CNN for 8-32 px images (global average pooling)"),
+    "vit": ModelEntry("vit", "clenv.models.vit_classifier:ViTClassifier", {
+        "patch_size": Field(int, 4, "patch size in pixels", min=1),
+        "embed_dim": Field(int, 64, "token width", min=8),
+        "depth": Field(int, 4, "transformer blocks", min=1),
+        "num_heads": Field(int, 4, "attention heads", min=1),
+        "weights": Field(str, None, "a local state-dict file (.pt/.pth/.safetensors)"),
+        "pretrain": Field(dict, None, "pretrain on another data source first: {data, epochs, "
+                          "lr, batch_size}"),
+    }, "small timm ViT (optionally pretrained on a disjoint pool) with a linear head"),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
-from clenv.scenarios import hle, incremental, lifelong
+from clenv.scenarios import hle, incremental, lifelong, mlcil
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ GENERATORS: dict[str, Generator] = {
     "hle": Generator("hle", hle.HLE_FIELDS, hle.build_hle,
                      "hierarchical label expansion (Lee et al. 2023): dual_label, single_label, "
                      "multi_depth"),
+    "mlcil": Generator("mlcil", mlcil.MLCIL_FIELDS, mlcil.build_mlcil,
+                       "multi-label class-incremental (B0-Cn, Bk-Cn; partial labels)"),
     "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent",
                                               drop=("classes_per_task",)),
                          incremental.build_incremental, incremental.GENERATORS["iblurry"]),

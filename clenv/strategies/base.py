@@ -66,6 +66,7 @@ class SupervisedStrategy(Strategy):
         torch.manual_seed(spec.seed)
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x57A7]))
         self.levels = spec.levels
+        self.multi_label = spec.multi_label
         self.model = self.new_model()
         self.optimizer = self.new_optimizer()
         self.seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
@@ -82,9 +83,10 @@ class SupervisedStrategy(Strategy):
     def new_model(self) -> nn.Module:
         spec = self.spec
         if spec.levels > 1:
-            backbone = build_model(spec.model, spec.input_shape, spec.level_sizes[-1])
+            backbone = build_model(spec.model, spec.input_shape, spec.level_sizes[-1], spec.seed)
             return MultiHead(backbone, spec.level_sizes).to(self.device)
-        return build_model(spec.model, spec.input_shape, spec.n_classes).to(self.device)
+        return build_model(spec.model, spec.input_shape, spec.n_classes,
+                           spec.seed).to(self.device)
 
     def new_optimizer(self) -> torch.optim.Optimizer:
         p = self.params
@@ -123,11 +125,15 @@ class SupervisedStrategy(Strategy):
         For hierarchical streams y is (n, 2): the label and its level."""
         valid = info["valid"]
         x, y = batch["x"], info["y"]
-        if self.levels > 1:
+        if self.multi_label:  # (n, 2, C): visible labels and their mask
+            y = np.stack([y, info["label_mask"]], axis=1)
+        elif self.levels > 1:
             y = np.stack([y, info["level"]], axis=1)
         if not valid[-1]:  # padding sits at the end of a batch
             x, y = x[valid], y[valid]
         y_t = torch.from_numpy(y)
+        if self.multi_label:
+            y_t = y_t.long()
         if self.device.type != "cpu":
             y_t = y_t.to(self.device)
         # a class is seen from its first sample on; the Env names first appearances in
@@ -137,7 +143,9 @@ class SupervisedStrategy(Strategy):
         return self.raw(x), y_t
 
     def mark_seen(self, y: torch.Tensor) -> None:
-        if self.levels > 1:
+        if self.multi_label:
+            self.seen |= (y[:, 0] * y[:, 1]).any(0).bool()
+        elif self.levels > 1:
             for lv in torch.unique(y[:, 1]).tolist():
                 self.level_seen[lv][y[y[:, 1] == lv, 0]] = True
         else:
@@ -146,6 +154,11 @@ class SupervisedStrategy(Strategy):
     def loss(self, out, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy with unseen classes masked. Hierarchical: sum over levels of the CE of
         each row at its own level's head, divided by the number of rows (HLE's loss)."""
+        if self.multi_label:  # BCE on the visible labels only: a hidden label is no negative
+            mask = y[:, 1].float()
+            per = F.binary_cross_entropy_with_logits(out, y[:, 0].float(), reduction="none")
+            per_row = (per * mask).sum(1) / mask.sum(1).clamp(min=1)
+            return per_row.mean() if reduction == "mean" else per_row
         if self.levels == 1:
             return F.cross_entropy(self.masked(out), y, reduction=reduction)
         level = y[:, 1]

@@ -8,7 +8,7 @@ import torch
 from clenv.strategies.base import SupervisedStrategy
 from clenv.strategies.memory import ReservoirBuffer
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec
+from clenv.strategies.spec import StrategySpec, label_shape
 
 
 class ExperienceReplay(SupervisedStrategy):
@@ -21,7 +21,7 @@ class ExperienceReplay(SupervisedStrategy):
         capacity = self.params.get("memory_size") or spec.memory_size or 500
         dtype = torch.uint8 if spec.image else torch.float32
         self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
-                                      label_shape=(2,) if spec.levels > 1 else ())
+                                      label_shape=label_shape(spec))
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:

@@ -7,7 +7,7 @@ import torch
 
 from clenv.strategies.base import SupervisedStrategy
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec
+from clenv.strategies.spec import StrategySpec, label_shape
 
 
 class Joint(SupervisedStrategy):
@@ -20,8 +20,7 @@ class Joint(SupervisedStrategy):
         super().setup(spec)
         dtype = torch.uint8 if spec.image else torch.float32
         self.store_x = torch.zeros((spec.stream_length, *spec.input_shape), dtype=dtype)
-        self.store_y = torch.zeros((spec.stream_length, *((2,) if spec.levels > 1 else ())),
-                                   dtype=torch.int64)
+        self.store_y = torch.zeros((spec.stream_length, *label_shape(spec)), dtype=torch.int64)
         self.stored = 0
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:

@@ -22,7 +22,7 @@ import torch
 from clenv.strategies.base import SupervisedStrategy
 from clenv.strategies.importance_memory import ImportanceMemory
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec
+from clenv.strategies.spec import StrategySpec, label_shape
 
 
 def fms_keep_probability(n: int, first_seen: np.ndarray, n_seen_classes: int, window: int,
@@ -50,7 +50,7 @@ class PLFMS(SupervisedStrategy):
         dtype = torch.uint8 if spec.image else torch.float32
         self.memory = ImportanceMemory(
             capacity, spec.input_shape, dtype, self.n_units, spec.levels, self.rng, self.device,
-            label_shape=(2,) if spec.levels > 1 else (),
+            label_shape=label_shape(spec),
             pseudo_labels=p.get("pseudo_labels", True))
         self.replay_k = p.get("replay_batch_size") or spec.batch_size
         self.window = p.get("fms_window") or spec.stream_length

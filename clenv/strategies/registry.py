@@ -56,6 +56,16 @@ STRATEGIES: dict[str, StrategyEntry] = {
                                 max=1),
     }, "PL-FMS (Lee et al. 2023): importance memory, hierarchy-aware pseudo-labels, flexible "
        "memory sampling"),
+    "multilane": StrategyEntry("multilane", "clenv.strategies.multilane:MultiLaneStrategy", {
+        "lr": Field(float, 1e-3, "Adam learning rate of the current lane and the head", min=0),
+        "n_selectors": Field(int, 10, "selector tokens per lane (S)", min=1),
+        "n_prompts": Field(int, 10, "prefix prompts per layer (P)", min=0),
+        "prompt_layers": Field(int, 5, "blocks with task prompts (capped at the depth)", min=0),
+        "grad_clip": Field(float, 1.0, "gradient norm clip", min=0),
+        "updates_per_sample": Field(float, None, "gradient steps per stream sample "
+                                    "(default: one step per Env batch)", min=0),
+    }, "MULTI-LANE (De Min et al. 2024): frozen ViT, one lane of selector tokens and prompts "
+       "per task, summed masked logits"),
     "joint": StrategyEntry("joint", "clenv.strategies.joint:Joint", {
         **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
         "epochs": Field(int, None, "epochs over all data seen so far at each task end "

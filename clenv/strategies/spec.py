@@ -28,6 +28,7 @@ class StrategySpec:
     task_ids: bool = False
     boundaries: bool = True
     levels: int = 1
+    multi_label: bool = False  # y is multi-hot; info["label_mask"] marks the visible labels
     level_sizes: list[int] = field(default_factory=list)  # classes per level, top first
     parents: list = field(default_factory=list)  # parents[l]: level l+1 id -> level l id
     device: str = "cpu"
@@ -36,3 +37,11 @@ class StrategySpec:
     updates_per_sample: float | None = None
     epochs: int = 1
     model: dict = field(default_factory=lambda: {"name": "mlp"})
+
+
+def label_shape(spec: StrategySpec) -> tuple[int, ...]:
+    """Shape of one sample's label row as strategies store it: () for a class id, (2,) for
+    (label, level) in hierarchies, (2, C) for (visible labels, mask) in multi-label streams."""
+    if spec.multi_label:
+        return (2, spec.n_classes)
+    return (2,) if spec.levels > 1 else ()

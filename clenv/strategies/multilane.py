@@ -1,0 +1,110 @@
+"""MULTI-LANE (De Min et al. 2024, "Less is more: Summarizing Patch Tokens for efficient
+Multi-Label Class-Incremental Learning") as a clenv strategy.
+
+A frozen ViT (``model: {name: vit, weights: ... | pretrain: ...}``) with one lane per task
+(clenv.models.multilane.MultiLane). A task's lane is created when its first batch arrives (its
+classes are the visible ones, ``info["label_mask"]``), warm-started from the previous lane,
+and trained alone with BCE on the task's classes and a fresh Adam (gradient clipping 1.0);
+inference runs all lanes in one batched pass and sums their masked logits. Rehearsal-free:
+no memory. Classes of no lane score -inf.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clenv.errors import ConfigError
+from clenv.strategies.base import Strategy, resolve_device
+from clenv.strategies.registry import STRATEGIES
+from clenv.strategies.spec import StrategySpec
+
+
+class MultiLaneStrategy(Strategy):
+    """One lane per task on a frozen ViT; see the module doc."""
+
+    fields = STRATEGIES["multilane"].fields
+
+    def setup(self, spec: StrategySpec) -> None:
+        from clenv.models.build import build_model
+        from clenv.models.multilane import MultiLane
+
+        super().setup(spec)
+        if spec.model.get("name") != "vit":
+            raise ConfigError("model.name", "multilane needs a ViT backbone",
+                              "set model: {name: vit, ...}")
+        self.device = resolve_device(spec.device)
+        torch.manual_seed(spec.seed)
+        backbone = build_model(spec.model, spec.input_shape, spec.n_classes, spec.seed)
+        p = self.params
+        layers = min(p.get("prompt_layers", 5), len(backbone.vit.blocks))
+        self.net = MultiLane(backbone.vit, spec.n_classes, n_selectors=p.get("n_selectors", 10),
+                             n_prompts=p.get("n_prompts", 10), prompt_layers=layers)
+        self.net.to(self.device)
+        self.lane_of_class = np.full(spec.n_classes, -1, dtype=np.int64)
+        self.current = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.grad_steps = 0
+        self.samples_processed = 0
+        self._credit = 0.0
+        self.neg_inf = torch.tensor(float("-inf"), device=self.device)
+        self.known = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
+
+    def _input(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x).to(self.device)
+        return t.float().div_(255.0) if t.dtype == torch.uint8 else t
+
+    def predict(self, obs: dict) -> torch.Tensor:
+        n = len(obs["x"])
+        if self.current < 0:
+            return torch.full((n, self.spec.n_classes), float("-inf"), device=self.device)
+        with torch.no_grad():
+            out = self.net(self._input(obs["x"]))
+        return torch.where(self.known, out, self.neg_inf)
+
+    def _start_lane(self, classes: np.ndarray) -> None:
+        self.current = self.net.add_task(classes.tolist())
+        self.lane_of_class[classes] = self.current
+        self.known[torch.from_numpy(classes).to(self.device)] = True
+        self.optimizer = torch.optim.Adam(self.net.trainable_parameters(self.current),
+                                          lr=self.params.get("lr", 1e-3))
+
+    def learn(self, batch: dict, info: dict) -> dict[str, float]:
+        valid = info["valid"]
+        mask = info["label_mask"][valid]
+        classes = np.flatnonzero(mask.any(axis=0))
+        if len(classes) and (self.current < 0 or
+                             (self.lane_of_class[classes] != self.current).any()):
+            self._start_lane(classes)
+        x = self._input(batch["x"][valid])
+        y = torch.from_numpy(info["y"][valid]).to(self.device).float()
+        m = torch.from_numpy(mask).to(self.device).float()
+        u = self.params.get("updates_per_sample") or self.spec.updates_per_sample
+        if u is None:
+            steps = 1
+        else:
+            self._credit += u * len(x)
+            steps = int(self._credit)
+            self._credit -= steps
+        loss = None
+        for _ in range(steps):
+            logits = self.net(x, lanes=[self.current])
+            per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+            loss = ((per * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.trainable_parameters(self.current),
+                                           self.params.get("grad_clip", 1.0))
+            self.optimizer.step()
+            self.grad_steps += 1
+            self.samples_processed += len(x)
+        return {} if loss is None else {"loss": loss.item()}
+
+    def counters(self) -> dict[str, int]:
+        trainable = sum(p.numel() for t in range(self.current + 1)
+                        for p in self.net.trainable_parameters(t)) if self.current >= 0 else 0
+        return {"grad_steps": self.grad_steps, "samples_processed": self.samples_processed,
+                "buffer_samples": 0, "buffer_bytes": 0,
+                "n_params": sum(p.numel() for p in self.net.parameters()),
+                "trainable_params": trainable}
