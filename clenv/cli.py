@@ -15,7 +15,8 @@ from pathlib import Path
 from clenv.errors import UserError
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
-                "fwt", "a_auc", "a_last", "online_accuracy", "intransigence")
+                "fwt", "a_auc", "a_last", "online_accuracy", "intransigence", "map",
+                "average_map", "cf1", "of1")
 
 
 def _parser() -> argparse.ArgumentParser:

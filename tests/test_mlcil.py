@@ -80,6 +80,9 @@ def test_membership_every_member_once_per_epoch_and_shared_images() -> None:
     rec = s.materialize()
     train = pool.train_indices
     assert s.n_tasks == 5 and s.length == len(rec["index"])
+    whole = stream_of(pool, base_classes=0, increment=4, epochs=2).materialize()
+    for f in ("index", "task", "epoch", "y", "is_new_class"):  # chunking changes nothing
+        assert np.array_equal(rec[f], whole[f]), f
     shared = 0
     for t, cls in enumerate(s.task_classes):
         members = set(train[pool.y[train][:, cls].any(axis=1)].tolist())
@@ -136,7 +139,9 @@ def test_base_and_increment_without_preset() -> None:
 def test_bad_splits_name_increment(scenario: dict) -> None:
     with pytest.raises(ConfigError) as info:
         stream_of(random_pool(20), **scenario)
-    assert str(info.value).startswith("scenario.increment")
+    # a preset names its own key: it is a split of 80 classes, the pool has 20
+    key = "scenario.split" if "split" in scenario else "scenario.increment"
+    assert str(info.value).startswith(key)
 
 
 def test_single_label_pool_rejected() -> None:
@@ -462,6 +467,19 @@ def test_multilane_end_to_end_old_lanes_frozen(canvas: Pool) -> None:
     assert 0 < c["trainable_params"] < c["n_params"] and c["grad_steps"] > 0
 
 
+@pytest.mark.parametrize(("strategy", "boundaries", "needle"), [
+    ("multilane", "hidden", "scenario.boundaries: exposed"),
+    ("plfms", "exposed", "not multi-label")])
+def test_unsupported_combinations_raise_config_error(strategy: str, boundaries: str,
+                                                     needle: str) -> None:
+    sc = {"generator": "mlcil", "seed": 0, "increment": 2, "batch_size": 16,
+          "boundaries": boundaries}
+    with pytest.raises(ConfigError, match=needle) as exc:
+        config(strategy={"name": strategy}, scenario=sc,
+               model=TINY_VIT if strategy == "multilane" else MLP)
+    assert str(exc.value).startswith("strategy.name")
+
+
 # --------------------------------------------------------------------------- CLI
 
 TINY_SETS = ["data.train_size=200", "data.test_size=60", "scenario.epochs=1", "model.depth=2",
@@ -558,7 +576,7 @@ def test_real_presets_need_a_root(name: str, n_tasks: int, tmp_path: Path, capsy
 def test_coco_small_fixture_runs_with_own_split(tmp_path: Path) -> None:
     root = coco_fixture(tmp_path, n_cat=6)
     path = str(SCENARIOS / "mlcil_coco_b0_c10.yaml")
-    with pytest.raises(ConfigError, match=r"^scenario\.increment"):  # 6 classes, C10
+    with pytest.raises(ConfigError, match=r"^scenario\.split"):  # a split of 80, 6 given
         Run(load_config(path, overrides=[f"data.root={root}", "data.image_size=8"]))
     sets = [f"data.root={root}", "data.image_size=8", "scenario.split=null",
             "scenario.base_classes=2", "scenario.increment=2", "scenario.epochs=1",

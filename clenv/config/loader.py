@@ -202,6 +202,13 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     if cfg["scenario"]["task_ids"] and cfg["scenario"]["boundaries"] == "hidden":
         raise ConfigError("scenario.task_ids", "task ids in obs contradict hidden boundaries",
                           "set scenario.task_ids: false or scenario.boundaries: exposed")
+    name, gen = cfg["strategy"]["name"], cfg["scenario"]["generator"]
+    if name == "multilane" and cfg["scenario"]["boundaries"] != "exposed":
+        raise ConfigError("strategy.name", "multilane opens one lane per task and needs "
+                          "scenario.boundaries: exposed", "set scenario.boundaries: exposed")
+    if name == "plfms" and gen == "mlcil":
+        raise ConfigError("strategy.name", "plfms is for single-label and hierarchical streams, "
+                          "not multi-label ones", "use er, naive, joint or multilane")
     if cfg["strategy"]["name"] == "joint" and cfg["scenario"]["boundaries"] != "exposed":
         raise ConfigError("strategy.name", "joint retrains at task ends and needs "
                           "scenario.boundaries: exposed", "set scenario.boundaries: exposed")

@@ -89,6 +89,12 @@ def build_mlcil(pool: Pool, cfg: dict, key: str = "scenario") -> MultiLabelStrea
     C = pool.n_classes
     base, inc = PRESETS[cfg["split"]] if cfg["split"] else (cfg["base_classes"],
                                                            cfg["increment"])
+    if cfg["split"]:
+        expected = 80 if cfg["split"].startswith("coco") else 20
+        if C != expected:
+            raise ConfigError(f"{key}.split", f"{cfg['split']} is a split of {expected} "
+                              f"classes, the pool has {C}",
+                              "use base_classes and increment for other pools")
     if cfg["class_order"] is not None:
         order = np.asarray(cfg["class_order"], dtype=np.int64)
         if sorted(order.tolist()) != list(range(C)):
