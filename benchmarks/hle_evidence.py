@@ -17,6 +17,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from evidence_stats import mean_std, paired_ci
+
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = ["hle_dual_label", "hle_single_label", "hle_multi_depth", "hle_digits"]
 # row name -> (strategy preset, --set overrides)
@@ -54,20 +56,6 @@ def one(args: tuple[str, str, int]) -> dict:
         row[f"last{lv['level']}"] = lv[f"a_last_{key}"] if key else lv["a_last"]
     row["levels"] = len(levels)
     return row
-
-
-def mean_std(xs: list[float]) -> str:
-    return f"{100 * statistics.mean(xs):.1f} ± {100 * statistics.stdev(xs):.1f}"
-
-
-def paired_ci(a: list[float], b: list[float]) -> str:
-    """Mean paired difference a - b with its 95% t-interval, in points."""
-    from scipy import stats
-
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    m = statistics.mean(d)
-    h = stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / len(d) ** 0.5
-    return f"{100 * m:+.1f} [{100 * (m - h):+.1f}, {100 * (m + h):+.1f}]"
 
 
 def table(rows: list[dict], scenario: str) -> list[str]:

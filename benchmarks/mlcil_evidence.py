@@ -17,6 +17,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from evidence_stats import mean_std, paired_ci
+
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist-test"
 SCENARIOS = {"mlcil_canvas": [], "mlcil_mnist": [f"data.root={MNIST}"]}
@@ -50,19 +52,6 @@ def one(args: tuple[int, str, str]) -> dict:
     return row
 
 
-def fmt(xs: list[float]) -> str:
-    return f"{100 * statistics.mean(xs):.1f} ± {100 * statistics.stdev(xs):.1f}"
-
-
-def paired_ci(a: list[float], b: list[float]) -> str:
-    from scipy import stats
-
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    m = statistics.mean(d)
-    h = stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / len(d) ** 0.5
-    return f"{100 * m:+.1f} [{100 * (m - h):+.1f}, {100 * (m + h):+.1f}]"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
@@ -91,7 +80,7 @@ def main() -> None:
                   "| Δ last mAP vs ER-BCE [95% CI] | grad steps | trainable params | wall s |",
                   "|---|" + "---|" * 10]
         for m, runs in by.items():
-            cells = " | ".join(fmt([r[k] for r in runs]) for k in KEYS)
+            cells = " | ".join(mean_std([r[k] for r in runs]) for k in KEYS)
             diff = "—" if m == "ER-BCE" else paired_ci([r["map"] for r in runs],
                                                         [r["map"] for r in by["ER-BCE"]])
             lines.append(f"| {m} | {cells} | {diff} | "
