@@ -31,6 +31,7 @@ from clenv.config.schema import Field, validate
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
 from clenv.scenarios.domains import DomainTransform, validate_domain
+from clenv.scenarios.incremental import COMMON_FIELDS
 from clenv.scenarios.permutation import keyed_permutation, round_keys
 from clenv.scenarios.stream import Stream
 
@@ -38,13 +39,9 @@ SEGMENT_TYPES = ("classes", "revisit", "drift", "domain", "few_shot", "related")
 
 LIFELONG_FIELDS: dict[str, Field] = {
     "generator": Field(str, "lifelong", "the stream generator"),
-    "seed": Field(int, 0, "stream seed: sample order, drift draws, few-shot examples", min=0),
-    "batch_size": Field(int, 10, "stream samples per Env step", min=1),
-    "chunk_size": Field(int, 4096, "stream positions per chunk", min=1),
-    "boundaries": Field(str, "exposed", "exposed: batches end at segment ends and info marks "
-                        "them; hidden: no boundary or segment id reaches the learner",
-                        choices=("exposed", "hidden")),
-    "task_ids": Field(bool, False, "put the segment index in obs"),
+    # the stream-level keys of every generator (a task is a segment here)
+    **{k: COMMON_FIELDS[k] for k in ("seed", "batch_size", "chunk_size", "boundaries",
+                                     "task_ids")},
     "transfer_k": Field(int, 100, "default k of related pairs: forward transfer is measured "
                         "after the first k samples of the related segment", min=1),
     "segments": Field(list, doc="the segments, in stream order"),
