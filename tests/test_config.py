@@ -156,3 +156,10 @@ def test_task_ids_need_exposed_boundaries(small_cfg):
 def test_iblurry_takes_n_tasks_only(small_cfg):
     small_cfg["scenario"].update(generator="iblurry", classes_per_task=[2, 2, 2])
     assert _err(small_cfg).startswith("scenario.classes_per_task: unknown key")
+
+
+def test_joint_reference_only_for_task_streams(small_cfg):
+    small_cfg["eval"]["reference"] = "joint"
+    small_cfg["scenario"] = {"generator": "lifelong",
+                             "segments": [{"type": "classes", "classes": [0], "length": 5}]}
+    assert _err(small_cfg).startswith("eval.reference: the joint reference")

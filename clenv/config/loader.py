@@ -203,6 +203,10 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
         raise ConfigError("scenario.task_ids", "task ids in obs contradict hidden boundaries",
                           "set scenario.task_ids: false or scenario.boundaries: exposed")
     name, gen = cfg["strategy"]["name"], cfg["scenario"]["generator"]
+    if cfg["eval"]["reference"] == "joint" and gen in ("lifelong", "mlcil"):
+        raise ConfigError("eval.reference", f"the joint reference (intransigence) needs task "
+                          f"columns trained in their own row; {gen} streams have none",
+                          "remove eval.reference")
     if name == "multilane" and cfg["scenario"]["boundaries"] != "exposed":
         raise ConfigError("strategy.name", "multilane opens one lane per task and needs "
                           "scenario.boundaries: exposed", "set scenario.boundaries: exposed")
