@@ -20,6 +20,15 @@ def mnist_root() -> Path:
     return REPO.parent / "shared" / "data" / "mnist-test"
 
 
+def one_line(exc: pytest.ExceptionInfo, *parts: str) -> str:
+    """The message of a raised user error: one line holding every part."""
+    text = str(exc.value)
+    assert "\n" not in text
+    for part in parts:
+        assert part in text, text
+    return text
+
+
 def require(module: str):
     """Import an optional dependency; skip without it locally, fail under CI=true."""
     try:

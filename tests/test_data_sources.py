@@ -16,20 +16,7 @@ from clenv.data.mnist import read_idx
 from clenv.data.pool import Pool
 from clenv.data.registry import SOURCES, describe_sources, load_pool
 from clenv.errors import ConfigError, DataError
-
-
-def _mnist_test_root() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
-    return here if here.is_dir() else Path("/work/shared/data/mnist-test")
-
-
-def _one_line(exc: pytest.ExceptionInfo, *parts: str) -> str:
-    text = str(exc.value)
-    assert "\n" not in text
-    for part in parts:
-        assert part in text, text
-    return text
-
+from tests.conftest import mnist_root, one_line
 
 # --------------------------------------------------------------------------- pool
 
@@ -149,7 +136,7 @@ def test_synthetic_image_mode() -> None:
 def test_synthetic_config_errors(cfg: dict, key: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "synthetic", **cfg})
-    assert _one_line(exc, key).startswith(key)
+    assert one_line(exc, key).startswith(key)
 
 
 # --------------------------------------------------------------------------- digits
@@ -171,14 +158,14 @@ def test_digits_shape_split_and_seed() -> None:
     assert abs(half.train.mean() - 0.5) < 0.01
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "digits", "test_fraction": 1.0})
-    _one_line(exc, "data.test_fraction")
+    one_line(exc, "data.test_fraction")
 
 
 # --------------------------------------------------------------------------- mnist
 
 
 def test_mnist_real_test_only_root() -> None:
-    root = _mnist_test_root()
+    root = mnist_root()
     if not root.is_dir():
         pytest.skip(f"{root} is not there")
     pool = load_pool({"source": "mnist", "root": str(root)})
@@ -243,27 +230,27 @@ def test_mnist_malformed_files(tmp_path: Path) -> None:
     bad_magic.write_bytes(bytes([0, 0, 0x0D, 3]) + good[4:])
     with pytest.raises(DataError) as exc:
         read_idx(bad_magic, 3)
-    _one_line(exc, str(bad_magic), "magic")
+    one_line(exc, str(bad_magic), "magic")
     with pytest.raises(DataError) as exc:
         read_idx(_write(tmp_path / "dims", good), 1)  # 3 dimensions where 1 is expected
-    _one_line(exc, "dims", "1 dimension")
+    one_line(exc, "dims", "1 dimension")
     with pytest.raises(DataError) as exc:
         read_idx(_write(tmp_path / "short", good[:-10]), 3)
-    _one_line(exc, "short", "truncated")
+    one_line(exc, "short", "truncated")
     with pytest.raises(DataError) as exc:
         read_idx(_write(tmp_path / "broken.gz", gzip.compress(good)[:-8]), 3)
-    _one_line(exc, "broken.gz")
+    one_line(exc, "broken.gz")
 
     folder = tmp_path / "root"
     _write_mnist(folder)
     (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(7)))
     with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist", "root": str(folder)})
-    _one_line(exc, "t10k-images-idx3-ubyte", "7 labels")
+    one_line(exc, "t10k-images-idx3-ubyte", "7 labels")
     (folder / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist", "root": str(folder)})
-    _one_line(exc, "data.root", "t10k-labels-idx1-ubyte")
+    one_line(exc, "data.root", "t10k-labels-idx1-ubyte")
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -274,13 +261,13 @@ def _write(path: Path, data: bytes) -> Path:
 def test_mnist_missing_root(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist", "root": str(tmp_path / "nope")})
-    assert _one_line(exc, "data.root", "nope").startswith("data.root:")
+    assert one_line(exc, "data.root", "nope").startswith("data.root:")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist", "root": str(tmp_path)})
-    assert _one_line(exc, "no MNIST IDX files", "point data.root").startswith("data.root:")
+    assert one_line(exc, "no MNIST IDX files", "point data.root").startswith("data.root:")
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "mnist"})
-    _one_line(exc, "data.root", "missing")
+    one_line(exc, "data.root", "missing")
 
 
 # --------------------------------------------------------------------------- cifar100
@@ -329,18 +316,18 @@ def test_cifar100_files_directly_and_errors(tmp_path: Path) -> None:
     _write_cifar(tmp_path / "bad", bad_mapping=True)
     with pytest.raises(DataError) as exc:
         load_pool({"source": "cifar100", "root": str(tmp_path / "bad")})
-    _one_line(exc, "fine0", "several coarse")
+    one_line(exc, "fine0", "several coarse")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "cifar100", "root": str(tmp_path / "missing")})
-    assert _one_line(exc, "data.root", "missing").startswith("data.root:")
+    assert one_line(exc, "data.root", "missing").startswith("data.root:")
     (tmp_path / "flat" / "meta").unlink()
     with pytest.raises(DataError) as exc:
         load_pool({"source": "cifar100", "root": str(tmp_path / "flat")})
-    _one_line(exc, "data.root", "meta")
+    one_line(exc, "data.root", "meta")
     (tmp_path / "flat" / "meta").write_bytes(b"not a pickle")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "cifar100", "root": str(tmp_path / "flat")})
-    _one_line(exc, "meta", "unpickle")
+    one_line(exc, "meta", "unpickle")
 
 
 # --------------------------------------------------------------------------- tensors
@@ -378,7 +365,7 @@ def test_tensors_pt_round_trip(tmp_path: Path) -> None:
     torch.save([x, y], tmp_path / "list.pt")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "tensors", "path": str(tmp_path / "list.pt")})
-    _one_line(exc, "data.path", "dict")
+    one_line(exc, "data.path", "dict")
 
 
 @pytest.mark.parametrize(("arrays", "problem"), [
@@ -397,21 +384,21 @@ def test_tensors_malformed(tmp_path: Path, arrays: dict, problem: str) -> None:
     np.savez(path, **arrays)
     with pytest.raises(DataError) as exc:
         load_pool({"source": "tensors", "path": str(path)})
-    assert _one_line(exc, "data.path", problem).startswith("data.path:")
+    assert one_line(exc, "data.path", problem).startswith("data.path:")
 
 
 def test_tensors_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_pool({"source": "tensors", "path": str(tmp_path / "none.npz")})
-    _one_line(exc, "data.path", "no file")
+    one_line(exc, "data.path", "no file")
     (tmp_path / "data.csv").write_text("1,2\n")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "tensors", "path": str(tmp_path / "data.csv")})
-    _one_line(exc, "data.path", ".npz or .pt")
+    one_line(exc, "data.path", ".npz or .pt")
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "tensors", "path": str(tmp_path / "junk.npz")})
-    _one_line(exc, "data.path", "cannot read")
+    one_line(exc, "data.path", "cannot read")
 
 
 # --------------------------------------------------------------------------- registry
@@ -420,22 +407,22 @@ def test_tensors_bad_paths(tmp_path: Path) -> None:
 def test_registry_errors() -> None:
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "imagenet"})
-    _one_line(exc, "data.source", "unknown data source 'imagenet'", "synthetic", "mnist")
+    one_line(exc, "data.source", "unknown data source 'imagenet'", "synthetic", "mnist")
     with pytest.raises(ConfigError) as exc:
         load_pool({"seed": 1})
-    _one_line(exc, "data.source", "missing")
+    one_line(exc, "data.source", "missing")
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "synthetic", "colour": "red"})
-    _one_line(exc, "data.colour", "unknown key")
+    one_line(exc, "data.colour", "unknown key")
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "synthetic", "seed": "one"})
-    _one_line(exc, "data.seed", "integer")
+    one_line(exc, "data.seed", "integer")
     with pytest.raises(ConfigError) as exc:
         load_pool({"source": "digits", "test_fraction": "x"}, key="stream.data")
-    _one_line(exc, "stream.data.test_fraction")
+    one_line(exc, "stream.data.test_fraction")
     with pytest.raises(ConfigError) as exc:
         load_pool(["synthetic"])  # type: ignore[arg-type]
-    _one_line(exc, "data")
+    one_line(exc, "data")
 
 
 def test_registry_listing_and_no_torch() -> None:

@@ -20,13 +20,9 @@ from clenv.data.tree import level_labels, level_sizes
 from clenv.data.tree import parents as tree_parents
 from clenv.env import ContinualEnv
 from clenv.scenarios.registry import build_stream, validate_scenario
+from tests.conftest import mnist_root
 
 SMALL = {"data__train_per_class": 50}  # quickstart: 10 classes x 50 = 500 samples
-
-
-def _mnist_test_root() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
-    return here if here.is_dir() else Path("/work/shared/data/mnist-test")
 
 
 def _ready(root_free: bool) -> list[Path]:
@@ -66,7 +62,7 @@ def test_check_env_root_free(path: Path) -> None:
 
 
 def test_check_env_split_mnist() -> None:
-    root = _mnist_test_root()
+    root = mnist_root()
     if not root.is_dir():
         pytest.skip(f"no MNIST test folder at {root}")
     env = clenv.make(str(clenv.SCENARIO_DIR / "split_mnist.yaml"), data__root=str(root))

@@ -13,20 +13,7 @@ from clenv.data.pool import Pool, limit_per_class
 from clenv.data.registry import SOURCES, load_pool
 from clenv.data.voc import VOC_CLASSES
 from clenv.errors import ConfigError, DataError
-
-
-def _mnist_test_root() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
-    return here if here.is_dir() else Path("/work/shared/data/mnist-test")
-
-
-def _one_line(exc: pytest.ExceptionInfo, *parts: str) -> str:
-    text = str(exc.value)
-    assert "\n" not in text
-    for part in parts:
-        assert part in text, text
-    return text
-
+from tests.conftest import mnist_root, one_line
 
 # --------------------------------------------------------------------------- pool
 
@@ -147,7 +134,7 @@ def test_canvas_shapes_train_test_instances_differ() -> None:
 
 
 def test_canvas_mnist_glyphs() -> None:
-    root = _mnist_test_root()
+    root = mnist_root()
     if not root.is_dir():
         pytest.skip("no MNIST test-only root")
     pool = load_pool({**SMALL, "glyphs": "mnist", "root": str(root), "objects": [1, 2]})
@@ -179,16 +166,16 @@ def test_canvas_mnist_glyphs() -> None:
 def test_canvas_config_errors(extra: dict, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_pool({**SMALL, **extra})
-    assert _one_line(info, key).startswith(key)
+    assert one_line(info, key).startswith(key)
 
 
 def test_canvas_mnist_missing_root(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load_pool({**SMALL, "glyphs": "mnist", "root": str(tmp_path / "nope")})
-    _one_line(info, "data.root", "does not exist")
+    one_line(info, "data.root", "does not exist")
     with pytest.raises(DataError) as info:
         load_pool({**SMALL, "glyphs": "mnist", "root": str(tmp_path)})
-    _one_line(info, "data.root", "t10k-images-idx3-ubyte")
+    one_line(info, "data.root", "t10k-images-idx3-ubyte")
 
 
 # --------------------------------------------------------------------------- coco
@@ -259,21 +246,21 @@ def test_coco_errors(tmp_path: Path) -> None:
     root = _coco(tmp_path)
     with pytest.raises(DataError) as info:
         load_pool({"source": "coco", "root": str(tmp_path / "nope")})
-    _one_line(info, "data.root", "does not exist")
+    one_line(info, "data.root", "does not exist")
     with pytest.raises(DataError) as info:
         load_pool({"source": "coco", "root": str(root), "test_annotations": "x.json"})
-    _one_line(info, "data.test_annotations", "x.json", "does not exist")
+    one_line(info, "data.test_annotations", "x.json", "does not exist")
     with pytest.raises(DataError) as info:
         load_pool({"source": "coco", "root": str(root), "test_images": "val2017"})
-    _one_line(info, "data.test_images", "val2017")
+    one_line(info, "data.test_images", "val2017")
     (root / "train2014" / "im2.jpg").unlink()
     with pytest.raises(DataError) as info:
         load_pool({"source": "coco", "root": str(root)})
-    _one_line(info, "data.train_images", "im2.jpg", "does not exist")
+    one_line(info, "data.train_images", "im2.jpg", "does not exist")
     (root / "train2014" / "im1.png").write_bytes(b"not an image")
     with pytest.raises(DataError) as info:
         load_pool({"source": "coco", "root": str(root)})
-    _one_line(info, "data.train_images", "im1.png", "cannot read")
+    one_line(info, "data.train_images", "im1.png", "cannot read")
     bad = json.loads((root / "annotations" / "instances_val2014.json").read_text())
     bad["annotations"].append({"id": 9, "image_id": 2, "category_id": 99})
     (root / "annotations" / "bad.json").write_text(json.dumps(bad))
@@ -282,10 +269,10 @@ def test_coco_errors(tmp_path: Path) -> None:
         with pytest.raises(DataError) as info:
             load_pool({"source": "coco", "root": str(root), "test_annotations":
                        f"annotations/{name}"})
-        _one_line(info, "data.test_annotations", part)
+        one_line(info, "data.test_annotations", part)
     with pytest.raises(ConfigError) as info:
         load_pool({"source": "coco"})
-    _one_line(info, "data.root", "missing")
+    one_line(info, "data.root", "missing")
 
 
 # --------------------------------------------------------------------------- voc
@@ -344,26 +331,26 @@ def test_voc_errors(tmp_path: Path) -> None:
     folder = _voc(tmp_path)
     with pytest.raises(DataError) as info:
         load_pool({"source": "voc", "root": str(tmp_path / "nope")})
-    _one_line(info, "data.root", "does not exist")
+    one_line(info, "data.root", "does not exist")
     with pytest.raises(DataError) as info:
         load_pool({"source": "voc", "root": str(folder / "Annotations")})
-    _one_line(info, "data.root", "VOC2007")
+    one_line(info, "data.root", "VOC2007")
     with pytest.raises(DataError) as info:
         load_pool({"source": "voc", "root": str(folder), "test_set": "val"})
-    _one_line(info, "data.test_set", "val.txt")
+    one_line(info, "data.test_set", "val.txt")
     (folder / "JPEGImages" / "000002.jpg").unlink()
     with pytest.raises(DataError) as info:
         load_pool({"source": "voc", "root": str(folder)})
-    _one_line(info, "data.root", "000002.jpg")
+    one_line(info, "data.root", "000002.jpg")
     (folder / "Annotations" / "000004.xml").write_text(
         f"<annotation>{_object('unicorn')}</annotation>")
     with pytest.raises(DataError) as info:
         load_pool({"source": "voc", "root": str(folder), "train_set": "test"})
-    _one_line(info, "data.train_set", "unicorn")
+    one_line(info, "data.train_set", "unicorn")
     (folder / "Annotations" / "000004.xml").write_text("<annotation>")
     with pytest.raises(DataError) as info:
         load_pool({"source": "voc", "root": str(folder), "train_set": "test"})
-    _one_line(info, "data.train_set", "cannot parse")
+    one_line(info, "data.train_set", "cannot parse")
     with pytest.raises(ConfigError) as info:
         load_pool({"source": "voc", "root": str(folder), "tree": "t.yaml"})
-    _one_line(info, "data.tree", "multi-label")
+    one_line(info, "data.tree", "multi-label")

@@ -14,7 +14,6 @@ from clenv.config.schema import Field
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
 from clenv.scenarios.incremental import COMMON_FIELDS
-from clenv.scenarios.permutation import keyed_permutation
 from clenv.scenarios.stream import TaskStream
 
 PRESETS = {"coco_b0_c10": (0, 10), "coco_b40_c10": (40, 10), "voc_b0_c4": (0, 4),
@@ -53,11 +52,7 @@ class MultiLabelStream(TaskStream):
     def _first_positions(self) -> np.ndarray:
         """First stream position at which each class is a visible positive."""
         first = np.full(self.n_classes, -1, dtype=np.int64)
-        for s, seg in enumerate(self.segments):
-            if seg.epoch != 0 or len(seg.indices) == 0:
-                continue
-            n = len(seg.indices)
-            order = seg.indices[keyed_permutation(np.arange(n), n, self._keys[s])]
+        for seg, order in self._first_passes():
             for c in self.task_classes[seg.task]:
                 if first[c] < 0:
                     hits = np.flatnonzero(self._y[order, c])

@@ -135,7 +135,7 @@ class Stream:
 
     def seen_mask(self, position: int) -> np.ndarray:
         """(C,) classes with at least one sample at a stream position < ``position``."""
-        f = self.first_position
+        f = self._class_first
         return (f >= 0) & (f < position)
 
     def seen_units(self, position: int) -> np.ndarray:
@@ -265,15 +265,18 @@ class TaskStream(Stream):
         self.unit_first_position = self._first_positions()
         self._finish_plan()
 
-    def _first_positions(self) -> np.ndarray:
-        first = np.full(self.n_classes, -1, dtype=np.int64)
+    def _first_passes(self):
+        """(segment, its samples in served order) for every first-epoch segment."""
         for s, seg in enumerate(self.segments):
             if seg.epoch != 0 or len(seg.indices) == 0:
                 continue
             n = len(seg.indices)
-            order = keyed_permutation(np.arange(n), n, self._keys[s])
-            labels = self._labels[seg.indices[order]]
-            classes, where = np.unique(labels, return_index=True)
+            yield seg, seg.indices[keyed_permutation(np.arange(n), n, self._keys[s])]
+
+    def _first_positions(self) -> np.ndarray:
+        first = np.full(self.n_classes, -1, dtype=np.int64)
+        for seg, order in self._first_passes():
+            classes, where = np.unique(self._labels[order], return_index=True)
             unseen = first[classes] < 0
             first[classes[unseen]] = seg.start + where[unseen]
         return first
