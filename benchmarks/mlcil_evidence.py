@@ -5,12 +5,17 @@ mAP forgetting. All methods share the model (a small ViT pretrained on 6 disjoin
 MULTI-LANE freezes it, the others fine-tune it), the stream and its epochs.
 Writes docs/mlcil_evidence.md.
 
-    python benchmarks/mlcil_evidence.py [--seeds 5] [--jobs 2]
+    python benchmarks/mlcil_evidence.py [--seeds 5] [--jobs 2] [--scenarios ...]
+
+With CLENV_CACHE set, each seed's backbone is pretrained once (first phase, one job per seed)
+and every later run loads it from the disk cache, so all runs can go to separate workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import time
@@ -21,18 +26,19 @@ from evidence_stats import mean_std, paired_ci
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist-test"
-SCENARIOS = {"mlcil_canvas": [], "mlcil_mnist": [f"data.root={MNIST}"]}
+SCENARIOS = {"mlcil_canvas": [], "mlcil_digits": [], "mlcil_mnist": [f"data.root={MNIST}"]}
 METHODS: dict[str, tuple[str, list[str]]] = {
     "fine-tuning (BCE)": ("finetune_bce", []),
     "ER-BCE": ("er_bce", []),
     "MULTI-LANE": ("multilane", []),
-    "joint": ("joint", ["strategy.epochs=5", "strategy.optimizer=adam", "strategy.lr=0.001"]),
+    "joint": ("joint", ["strategy.epochs=10", "strategy.optimizer=adam", "strategy.lr=0.001"]),
 }
 KEYS = ("map", "average_map", "cf1", "cf1_macro", "of1", "map_forgetting")
 
 
-def one(args: tuple[int, str, str]) -> dict:
-    seed, scenario, method = args
+def one(args: tuple[int, str, str, tuple[str, ...]]) -> dict:
+    seed, scenario, method, extra = args
+    t0 = time.perf_counter()
     import torch
 
     from clenv.config.loader import load_config
@@ -41,13 +47,13 @@ def one(args: tuple[int, str, str]) -> dict:
     torch.set_num_threads(1)
     preset, sets = METHODS[method]
     cfg = load_config(REPO / "scenarios" / f"{scenario}.yaml", strategy=preset, seed=seed,
-                      overrides=[*SCENARIOS[scenario], *sets, f"scenario.seed={seed}",
+                      overrides=[*SCENARIOS[scenario], *extra, *sets, f"scenario.seed={seed}",
                                  f"data.seed={seed}", "output.plots=false"])
     m = Run(cfg).execute(None)
     row = {"scenario": scenario, "method": method, "seed": seed,
            "grad_steps": m["budget"].get("grad_steps", 0),
            "trainable": m["budget"].get("trainable_params", m["budget"].get("n_params", 0)),
-           "wall": m["wall_time"]["total"]}
+           "wall": m["wall_time"]["total"], "process_s": time.perf_counter() - t0}
     row.update({k: (m[k] if m[k] is not None else float("nan")) for k in KEYS})
     return row
 
@@ -56,22 +62,54 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--scenarios", nargs="+", default=["mlcil_canvas", "mlcil_digits"],
+                    choices=list(SCENARIOS))
+    ap.add_argument("--machine", default="2 CPU cores",
+                    help="how the table describes the machine that ran it")
     ap.add_argument("--out", default=str(REPO / "docs" / "mlcil_evidence.md"))
+    ap.add_argument("--rows", default=None, help="also append each finished run as JSON here")
+    ap.add_argument("--scenario-sets", default=None,
+                    help="JSON file {scenario: [KEY=VALUE, ...]} of overrides per scenario "
+                         "(what benchmarks/mlcil_calibrate.py --choose writes)")
     args = ap.parse_args()
-    # grouped by seed, so a worker reuses the seed's pretrained backbone (cached per process)
-    jobs = [(seed, s, m) for seed in range(args.seeds) for s in SCENARIOS for m in METHODS]
+    extra = json.loads(Path(args.scenario_sets).read_text()) if args.scenario_sets else {}
+    jobs = [(seed, s, m, tuple(extra.get(s, ()))) for seed in range(args.seeds)
+            for s in args.scenarios for m in METHODS]
     t0 = time.perf_counter()
+    rows: list[dict] = []
+
+    def done(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.rows:
+            with open(args.rows, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
     with ProcessPoolExecutor(args.jobs) as ex:
-        rows = list(ex.map(one, jobs, chunksize=len(SCENARIOS) * len(METHODS)))
+        if os.environ.get("CLENV_CACHE"):
+            # phase 1: one run per seed pretrains that seed's backbone into the disk cache
+            first = [j for j in jobs if j[1] == args.scenarios[0] and j[2] == "MULTI-LANE"]
+            for row in ex.map(one, first):
+                done(row)
+            rest = [j for j in jobs if j not in first]
+            rest.sort(key=lambda j: j[2] != "joint")  # the longest runs first
+            for row in ex.map(one, rest):
+                done(row)
+        else:  # grouped by seed, so a worker reuses the seed's backbone (cached per process)
+            for row in ex.map(one, jobs, chunksize=len(args.scenarios) * len(METHODS)):
+                done(row)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=REPO).stdout.strip()
+    commit = commit or os.environ.get("CLENV_COMMIT", "?")  # a copy without .git
     lines = ["# MLCIL evidence: MULTI-LANE against fine-tuning, ER-BCE and joint", "",
-             f"Produced by `python benchmarks/mlcil_evidence.py` at commit {commit} "
-             f"({len(jobs)} runs, {time.perf_counter() - t0:.0f} s on 2 CPU cores, torch "
-             f"threads 1 per run). Mean ± std over {args.seeds} paired seeds (scenario, data and "
-             "learner seed = 0..4); Δ = paired difference of the last mAP to ER-BCE with its 95% "
-             "t-interval, in points. Threshold 0.8 on the sigmoid for CF1 / OF1.", ""]
-    for s in SCENARIOS:
+             f"Produced by `python benchmarks/mlcil_evidence.py --jobs {args.jobs}` at commit "
+             f"{commit}, scenario overrides {json.dumps(extra) if extra else 'none'} "
+             f"({len(jobs)} runs, {time.perf_counter() - t0:.0f} s on "
+             f"{args.machine}, torch threads 1 per run). Mean ± std over {args.seeds} paired "
+             f"seeds (scenario, data and learner seed = 0..{args.seeds - 1}); Δ = paired "
+             "difference of the last mAP to ER-BCE with its 95% t-interval, in points. "
+             "Threshold 0.8 on the sigmoid for CF1 / OF1.", ""]
+    for s in args.scenarios:
         rs = [r for r in rows if r["scenario"] == s]
         by = {m: sorted((r for r in rs if r["method"] == m), key=lambda r: r["seed"])
               for m in METHODS}

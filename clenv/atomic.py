@@ -18,5 +18,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Like write_text_atomic for bytes; the temp name holds the pid, so processes writing the
+    same file (e.g. a shared cache) never interleave."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1))

@@ -587,3 +587,32 @@ def test_coco_small_fixture_runs_with_own_split(tmp_path: Path) -> None:
                  "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["complete"] and m["n_tasks"] == 3 and ML_KEYS <= set(m)
+
+
+def test_pretraining_disk_cache_is_reused_across_processes(tmp_path, monkeypatch) -> None:
+    require("timm")
+    import clenv.data.registry as data_registry
+    from clenv.models import vit_classifier
+    from clenv.models.vit import make_vit
+
+    pretrain = {"data": {"source": "canvas", "seed": 1, "glyphs": "shapes", "canvas": 16,
+                         "glyph_scale": 1, "train_size": 32, "test_size": 4},
+                "epochs": 1, "batch_size": 16}
+    monkeypatch.setenv("CLENV_CACHE", str(tmp_path))
+    monkeypatch.setattr(vit_classifier, "_CACHE", {})
+    vit = make_vit(16, 4, 1, 32, 1, 4)
+    first = vit_classifier.pretrained_state(vit, pretrain, (1, 16, 16), seed=3)
+    files = list((tmp_path / "pretrain").glob("*.pt"))
+    assert len(files) == 1
+    # a fresh process (empty in-memory cache) loads the file and never touches the data
+    monkeypatch.setattr(vit_classifier, "_CACHE", {})
+    monkeypatch.setattr(data_registry, "load_pool", lambda *a, **k: pytest.fail("retrained"))
+    again = vit_classifier.pretrained_state(make_vit(16, 4, 1, 32, 1, 4), pretrain,
+                                            (1, 16, 16), seed=3)
+    assert again.keys() == first.keys()
+    assert all(torch.equal(again[k], first[k]) for k in first)
+    # another seed is another file
+    monkeypatch.undo()
+    monkeypatch.setenv("CLENV_CACHE", str(tmp_path))
+    vit_classifier.pretrained_state(make_vit(16, 4, 1, 32, 1, 4), pretrain, (1, 16, 16), seed=4)
+    assert len(list((tmp_path / "pretrain").glob("*.pt"))) == 2

@@ -3,13 +3,20 @@
 ``pretrain: {data: {...}, epochs, lr, batch_size}`` trains the ViT (with a temporary head) on
 another data source before the stream — e.g. shapes canvases when the stream holds digits —
 so a simulation has a pretrained backbone without downloading one. Pretraining is seeded by
-the learner seed and cached per process (the same config and seed give the same weights).
+the learner seed and cached per process (the same config and seed give the same weights); with
+the environment variable ``CLENV_CACHE`` set to a folder, also on disk under
+``$CLENV_CACHE/pretrain/`` (keyed by the sha256 of config, input shape, seed and torch version),
+so parallel workers and later runs reuse one pretraining.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +44,10 @@ def pretrained_state(vit: nn.Module, cfg: dict, input_shape: tuple[int, ...], se
     tag = json.dumps([p, list(input_shape), seed], sort_keys=True, default=str)
     if tag in _CACHE:
         return _CACHE[tag]
+    disk = _disk_path(tag)
+    if disk is not None and disk.is_file():
+        _CACHE[tag] = torch.load(disk, map_location="cpu", weights_only=True)
+        return _CACHE[tag]
     pool = load_pool(p["data"], f"{key}.data")
     if pool.shape != tuple(input_shape):
         raise ConfigError(f"{key}.data", f"pretraining inputs have shape {pool.shape}, the "
@@ -61,7 +72,23 @@ def pretrained_state(vit: nn.Module, cfg: dict, input_shape: tuple[int, ...], se
             opt.step()
     vit.eval()
     _CACHE[tag] = copy.deepcopy(vit.state_dict())
+    if disk is not None:
+        from clenv.atomic import write_bytes_atomic
+
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        torch.save(_CACHE[tag], buf)
+        write_bytes_atomic(disk, buf.getvalue())
     return _CACHE[tag]
+
+
+def _disk_path(tag: str) -> Path | None:
+    """``$CLENV_CACHE/pretrain/<sha256>.pt`` or None when CLENV_CACHE is unset."""
+    root = os.environ.get("CLENV_CACHE")
+    if not root:
+        return None
+    digest = hashlib.sha256(f"{tag}|torch {torch.__version__}".encode()).hexdigest()[:32]
+    return Path(root).expanduser() / "pretrain" / f"{digest}.pt"
 
 
 class ViTClassifier(nn.Module):
