@@ -7,7 +7,9 @@ obs = {"round": Discrete(R+1), "budget_left": Discrete(b+1), "unlabelled": Multi
 action = Box(-1, 1, (N,)) priorities: the Env labels the b highest-priority samples that are
 still unlabelled (ties to the lower index), so every action is valid; info holds the chosen
 candidate indices, their pool ids and the oracle's labels in the dataset's own label space
-(the learner must map them to its clusters); reward = 0. ``query(indices)`` is the strict path:
+(the learner must map them to its clusters); reward = 0. The split is drawn from the scenario
+seed at construction (it fixes N); ``reset(seed=s)`` seeds ``np_random`` only, so every reset
+replays the same rounds. ``query(indices)`` is the strict path:
 it raises ValueError for duplicate, already-labelled, out-of-range or over-budget indices and
 changes nothing.
 """
@@ -24,8 +26,10 @@ from clenv.errors import ConfigError
 
 AGCD_FIELDS: dict[str, Field] = {
     "seed": Field(int, 0, "split seed: old/new classes, labelled samples", min=0),
-    "old_classes": Field(list, None, "the old (known) class ids (default: the first half "
+    "old_classes": Field(list, None, "the old (known) class ids (default: the first n_old "
                          "of a seeded class order)", item=int),
+    "n_old": Field(int, None, "number of old classes when old_classes is not given "
+                   "(default: half the training classes)", min=1),
     "labelled_fraction": Field(float, 0.5, "share of each old class's training samples "
                                "labelled at the start", min=0, max=1),
     "rounds": Field(int, 5, "query rounds R", min=1),
@@ -39,8 +43,15 @@ def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.nda
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6C]))
     classes = np.unique(pool.y[pool.train])
     if cfg["old_classes"] is None:
-        old = np.sort(rng.permutation(classes)[: len(classes) // 2])
+        n_old = len(classes) // 2 if cfg["n_old"] is None else cfg["n_old"]
+        if n_old >= len(classes):
+            raise ConfigError(f"{key}.n_old", f"expected fewer than the {len(classes)} training "
+                              f"classes, got {n_old}", "leave at least one new class")
+        old = np.sort(rng.permutation(classes)[:n_old])
     else:
+        if cfg["n_old"] is not None:
+            raise ConfigError(f"{key}.n_old", "given together with old_classes",
+                              "give one of old_classes and n_old")
         old = np.unique(np.asarray(cfg["old_classes"], dtype=np.int64))
         if not np.isin(old, classes).all() or len(old) in (0, len(classes)):
             raise ConfigError(f"{key}.old_classes", "expected a non-empty proper subset of the "
@@ -54,6 +65,10 @@ def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.nda
         labelled.append(np.sort(rng.choice(idx, size=k, replace=False)))
     labelled = np.concatenate(labelled) if labelled else np.zeros(0, dtype=np.int64)
     candidates = np.setdiff1d(train, labelled)
+    if cfg["rounds"] * cfg["budget"] > len(candidates):
+        raise ConfigError(f"{key}.budget", f"rounds x budget = {cfg['rounds'] * cfg['budget']} "
+                          f"exceeds the {len(candidates)} unlabelled candidates",
+                          "lower scenario.budget or scenario.rounds")
     return {"old": old, "new": np.setdiff1d(classes, old), "labelled": labelled,
             "candidates": candidates, "rounds": cfg["rounds"], "budget": cfg["budget"]}
 
@@ -87,13 +102,9 @@ class ActiveDiscoveryEnv(gym.Env):
                 "unlabelled": self.unlabelled.copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        # the split (hence N and the spaces) is fixed by the scenario seed at construction; a
+        # reset seed only seeds np_random: build a new Env for another split
         super().reset(seed=seed)
-        if seed is not None:
-            n_before = self.N
-            self._split(seed)
-            if self.N != n_before:
-                raise ValueError("this seed gives another candidate count; spaces are fixed at "
-                                 "construction: build a new Env for it")
         self.round = 0
         self.unlabelled[:] = 1
         return self._obs(), {"old_classes": self.split["old"].copy(),

@@ -16,7 +16,7 @@ from clenv.errors import UserError
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "online_accuracy", "intransigence", "map",
-                "average_map", "cf1", "of1")
+                "average_map", "cf1", "of1", "gcd_all", "gcd_old", "gcd_new", "novel_coverage")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,8 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "environment: YAML scenarios, pluggable strategies, metrics.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def config_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("config", help="scenario YAML file")
+    def config_args(sp: argparse.ArgumentParser, optional: bool = False) -> None:
+        sp.add_argument("config", nargs="?" if optional else None, help="scenario YAML file")
         sp.add_argument("--strategy", help="strategies/*.yaml preset or a registered name; "
                         "replaces the config's strategy")
         sp.add_argument("--seed", type=int, help="learner seed (overrides seed)")
@@ -33,8 +33,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="override a config value, e.g. --set scenario.n_tasks=5")
 
     r = sub.add_parser("run", help="run a scenario and write a results folder")
-    config_args(r)
+    config_args(r, optional=True)
     r.add_argument("--out", help="results folder (default: results/<name>)")
+    r.add_argument("--resume", metavar="DIR", help="continue the run in results folder DIR "
+                   "from its last checkpoint (output.checkpoint_every); no CONFIG then")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     c = sub.add_parser("check", help="validate a config without running it")
     config_args(c)
@@ -46,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="a table of summary metrics")
     cp.add_argument("dirs", nargs="+", help="results folders")
     cp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    from clenv.sweep.cli import add_compare_args, add_sweep_parser
+
+    add_compare_args(cp)
+    add_sweep_parser(sub)
     return p
 
 
@@ -59,7 +65,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from clenv.data.registry import SOURCES, load_pool
 
-    if SOURCES[cfg["data"]["source"]].needs_root or cfg["data"].get("tree"):
+    if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
+        from clenv.agcd.loop import make_agcd_env
+
+        make_agcd_env(cfg, load_pool(cfg["data"]))
+    elif SOURCES[cfg["data"]["source"]].needs_root or cfg["data"].get("tree"):
         load_pool(cfg["data"])  # numpy only: proves the root and tree files are readable
     print(f"ok: {args.config} ({cfg['scenario']['generator']}, {cfg['data']['source']}, "
           f"{cfg['strategy']['name']}, {cfg['model']['name']})")
@@ -67,6 +77,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume or args.config is None:
+        from clenv.checkpoint import resume_cli
+
+        return resume_cli(args)
     cfg = _load(args)
     out = Path(args.out or cfg["output"]["dir"] or Path("results") / cfg["name"])
     from clenv.runner import Run, make_strategy
@@ -128,9 +142,28 @@ def _metrics_of(d: str) -> dict:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from clenv.sweep.driver import is_sweep_dir
+
+    if len(args.dirs) == 1 and is_sweep_dir(args.dirs[0]):  # mean and band over seeds
+        from clenv.sweep.cli import cmd_plot_sweep
+
+        return cmd_plot_sweep(args)
     for d in args.dirs:
         if not (Path(d) / "events.jsonl").is_file():
             raise UserError(f"{d}: no events.jsonl; give a results folder written by clenv run")
+    from clenv.agcd.plots import is_agcd_run
+
+    agcd = [is_agcd_run(d) for d in args.dirs]
+    if any(agcd):  # per-round All/Old/New curves of active category discovery runs
+        if not all(agcd):
+            raise UserError("agcd runs and stream runs cannot share a figure; plot them apart")
+        from clenv.agcd.plots import plot_agcd_rounds
+
+        name = "agcd_rounds.png" if len(args.dirs) == 1 else "agcd_rounds_compare.png"
+        out = Path(args.out) if args.out else Path(args.dirs[0]) / name
+        plot_agcd_rounds(args.dirs, out)
+        print(f"wrote {out}")
+        return 0
     from clenv.plots import plot_accuracy_matrix, plot_forgetting
 
     default = Path(args.dirs[0]) / ("forgetting.png" if len(args.dirs) == 1
@@ -150,6 +183,15 @@ def _fmt(v) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from clenv.sweep.driver import is_sweep_dir
+
+    if len(args.dirs) == 1 and is_sweep_dir(args.dirs[0]):  # grouped over seeds
+        from clenv.sweep.cli import cmd_compare_sweep
+
+        return cmd_compare_sweep(args)
+    if args.baseline or args.sort or args.metrics or args.all or args.diff_metric:
+        raise UserError("--baseline, --sort, --metrics, --diff-metric and --all apply to one "
+                        "sweep folder (holding sweep.json); give the folder clenv sweep wrote")
     rows = []
     for d in args.dirs:
         m = _metrics_of(d)
@@ -171,6 +213,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "list": cmd_list, "plot": cmd_plot,
             "compare": cmd_compare}
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from clenv.sweep.cli import cmd_sweep as run
+
+    return run(args)
+
+
+COMMANDS["sweep"] = cmd_sweep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -318,6 +318,17 @@ class ContinualEnv(gym.Env):
         return self._obs(self._batch), {"stream_length": self.stream.length,
                                         "n_tasks": self.stream.n_tasks}
 
+    def seek(self, position: int, online_correct: float = 0, online_count: int = 0):
+        """Continue the current episode from stream position ``position`` (a checkpoint): the
+        batches are keyed by position, so this needs no replay. Returns the obs there."""
+        self._task_ends = self.stream.task_ends.tolist()
+        self.position = int(position)
+        self.online_correct = online_correct
+        self.online_count = online_count
+        self._batch = self._make_batch(self.position) if self.position < self.stream.length \
+            else None
+        return self._obs(self._batch)
+
     def step(self, action):
         batch = self._batch
         if batch is None:

@@ -20,6 +20,24 @@ class EventLog:
             self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._fh.flush()
 
+    @property
+    def offset(self) -> int:
+        """Bytes written to the file so far (0 without a file)."""
+        return self._fh.tell() if self._fh is not None else 0
+
+    @classmethod
+    def reopen(cls, path: str | os.PathLike, offset: int) -> EventLog:
+        """Continue a log from a checkpoint: the file is cut back to ``offset`` bytes (records
+        written after the checkpoint are dropped), its records are read, appending goes on."""
+        from clenv.metrics.summary import read_events
+
+        with open(path, "r+b") as fh:
+            fh.truncate(offset)
+        log = cls(None)
+        log.records = read_events(path)
+        log._fh = open(Path(path), "a", encoding="utf-8")
+        return log
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

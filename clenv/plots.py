@@ -89,9 +89,15 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
     for r, (d, ev) in enumerate(runs):
         samples, acc, start = column_curves(ev)
         label = start["strategy"] if len(runs) == 1 else f"{d.name} ({start['strategy']})"
+        resets = [e["samples"] for e in ev if e["type"] == "event" and e["kind"] == "reset"]
+        if resets:  # forgetting plug-in resets: ticks along the top of every panel
+            label += f" ({len(resets)} resets)"
         for j in range(len(start["columns"])):
             axes[j // cols][j % cols].plot(samples, acc[j], color=colors[r % len(colors)],
                                            lw=1.4, label=label if j == 0 else None)
+            for x in resets:
+                axes[j // cols][j % cols].axvline(x, ymin=0.93, ymax=1.0, lw=0.7,
+                                                  color=colors[r % len(colors)])
     for j in range(J, nrows * cols):
         axes[j // cols][j % cols].axis("off")
     for ax in axes[:, 0]:

@@ -59,7 +59,8 @@ def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
         parents=(parents(env.pool) if env.stream.levels > 1 else []),
         device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
         memory_size=budget["memory_size"], updates_per_sample=budget["updates_per_sample"],
-        epochs=sc.get("epochs", 1), model=cfg["model"])
+        epochs=sc.get("epochs", 1), model=cfg["model"],
+        task_ends=(env.stream.task_ends.tolist() if sc["boundaries"] == "exposed" else []))
 
 
 def provenance(cfg: dict, stream_sha: str) -> dict:
@@ -90,11 +91,31 @@ class Run:
         self.cfg = cfg
         torch.set_num_threads(cfg["threads"])
         self.pool = pool if pool is not None else load_pool(cfg["data"])
-        self.env = make_env(cfg, self.pool)
+        self.validation_pool: Pool | None = None
+        if cfg["scenario"].get("validation"):  # held out of training (clenv.validation)
+            from clenv.validation import carve_validation
 
-    def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False) -> dict:
-        """Run the episode (and the joint reference if asked); write the results folder."""
+            self.pool, self.validation_pool = carve_validation(
+                self.pool, cfg["scenario"]["validation"], cfg["scenario"]["seed"])
+        if cfg["scenario"]["generator"] == "agcd":  # query rounds, not a stream
+            from clenv.agcd.loop import make_agcd_env
+
+            self.env = make_agcd_env(cfg, self.pool)
+        else:
+            self.env = make_env(cfg, self.pool)
+        self.env.validation_pool = self.validation_pool
+
+    def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False,
+                resume: bool = False) -> dict:
+        """Run the episode (and the joint reference if asked); write the results folder.
+        ``resume``: continue from out_dir/checkpoint.pt when there is one (clenv.checkpoint)."""
+        from clenv import checkpoint
+
         cfg = self.cfg
+        if cfg["scenario"]["generator"] == "agcd":
+            from clenv.agcd.loop import run_agcd
+
+            return run_agcd(self, out_dir, progress=progress, resume=resume)
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
         out = Path(out_dir) if out_dir is not None else None
@@ -102,10 +123,13 @@ class Run:
             out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(out / "config.yaml", dump_config(cfg))
             write_json_atomic(out / "run.json", provenance(cfg, self.env.stream.sha256()))
-        log = EventLog(out / "events.jsonl" if out is not None else None)
+        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
+        log = (resumed.event_log(out / "events.jsonl") if resumed is not None
+               else EventLog(out / "events.jsonl" if out is not None else None))
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
-            end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out)
+            end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
+                          checkpoint=saver, resume=resumed)
             if self.env.stream.meta.get("related"):
                 tr = time.perf_counter()
                 scratch_copies(cfg, self.env, log)
@@ -126,8 +150,13 @@ class Run:
         finally:
             log.close()
         metrics = summarize(log.records)
+        if self.validation_pool is not None:
+            from clenv.validation import validation_metrics
+
+            metrics["validation"] = validation_metrics(log.records)
         if out is not None:
             write_results(out, metrics, cfg)
+            checkpoint.discard(out)
         return metrics
 
 
@@ -196,14 +225,19 @@ def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int)
 
 
 def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wall: dict, *,
-            progress: bool = False, anytime: bool = True, out: Path | None = None) -> dict:
+            progress: bool = False, anytime: bool = True, out: Path | None = None,
+            checkpoint=None, resume=None) -> dict:
     """One full pass over the stream; writes start and eval records to ``log``, adds phase
-    times to ``wall`` and returns the fields of the end record."""
+    times to ``wall`` and returns the fields of the end record. ``checkpoint`` (a
+    clenv.checkpoint.Checkpointer) saves the loop's state as it goes; ``resume`` (a
+    clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start."""
     sc = cfg["scenario"]
     obs, _ = env.reset(seed=sc["seed"])
     stream = env.stream
     spec = make_spec(cfg, env)
     strategy.setup(spec)
+    if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
+        strategy.state_dict()
     hierarchical = stream.levels > 1
     multi_label = env.multi_label
     threshold = cfg["eval"]["threshold"]
@@ -212,11 +246,17 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     else:
         evaluator = (HierarchyEvaluator if hierarchical else Evaluator)(
             env.pool, stream, cfg["eval"]["batch_size"])
+    val_pool = getattr(env, "validation_pool", None)  # scenario.validation (clenv.validation)
+    val_evaluator = None
+    if val_pool is not None:
+        val_evaluator = (MultiLabelEvaluator(val_pool, stream, cfg["eval"]["batch_size"],
+                                             threshold) if multi_label
+                         else type(evaluator)(val_pool, stream, cfg["eval"]["batch_size"]))
     logit_threshold = float(np.log(threshold / (1 - threshold))) if 0 < threshold < 1 else 0.0
     T = stream.n_tasks
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
-    log.write({
+    start_record = {
         "type": "start", "format": 2, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
         "generator": stream.generator, "n_classes": env.n_classes,
         "class_names": env.pool.class_names, "n_tasks": T, "n_domains": stream.n_domains,
@@ -231,7 +271,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         "multi_label": multi_label, "threshold": threshold,
         "levels": stream.levels, "level_sizes": list(getattr(stream, "level_sizes", [])),
         "level_offsets": list(getattr(stream, "level_offsets", [])),
-    })
+    }
+    if resume is None:
+        log.write(start_record)
     wall.update(train=0.0, eval=0.0)
     exposed = sc["boundaries"] == "exposed"
     save_scores = cfg["output"]["save_scores"]
@@ -254,15 +296,21 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             seen_units=units if kind in ("anytime", "probe") else None)
         if save_scores and kind == "task_end" and sc_arr is not None:
             scores_store[f"row_{extra['row']}"] = sc_arr.astype(np.float16)
-        log.write({"type": "eval", "kind": kind, "samples": pos, "steps": state["steps"],
-                   "task": int(min(stream.task_at(max(pos - 1, 0)), T - 1)),
-                   "seen": np.flatnonzero(units).tolist(), "counts": counts,
-                   "online": {"correct": env.online_correct, "count": env.online_count},
-                   "reward_sum": state["reward_sum"], "budget": strategy.counters(),
-                   "wall": round(time.perf_counter() - t_start, 6), **extra})
+        rec = {"type": "eval", "kind": kind, "samples": pos, "steps": state["steps"],
+               "task": int(min(stream.task_at(max(pos - 1, 0)), T - 1)),
+               "seen": np.flatnonzero(units).tolist(), "counts": counts,
+               "online": {"correct": env.online_correct, "count": env.online_count},
+               "reward_sum": state["reward_sum"], "budget": strategy.counters(),
+               "wall": round(time.perf_counter() - t_start, 6), **extra}
+        log.write(rec)
+        if val_evaluator is not None and kind in ("init", "task_end"):
+            vcounts, _ = val_evaluator.evaluate(strategy, seen, task_aware=True,
+                                                fwt_masks=fwt_masks)
+            log.write({**rec, "type": "validation", "counts": vcounts})
         wall["eval"] += time.perf_counter() - te
 
-    record("init")
+    if resume is None:
+        record("init")
     bar = None
     if progress:
         from tqdm import tqdm
@@ -274,6 +322,13 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     probes = list(stream.probes)
     next_probe = probes[0][0] if probes else None
     started = -1
+    n_probes = len(probes)
+    if resume is not None:  # continue from the checkpoint's position and schedule
+        obs = resume.restore(strategy, env, state, scores_store)
+        next_task, next_eval, started = (resume.loop[k] for k in ("next_task", "next_eval",
+                                                                   "started"))
+        del probes[:resume.loop["probes_done"]]
+        next_probe = probes[0][0] if probes else None
     tt = time.perf_counter()
     terminated = False
     while not terminated:
@@ -290,6 +345,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             action = _argmax(scores)
         new_obs, reward, terminated, _, info = env.step(action)
         strategy.learn(obs, info)
+        for ev in getattr(strategy, "drain_events", list)():  # plug-in events (resets)
+            log.write({"type": "event", **ev, "samples": env.position,
+                       "env_step": state["steps"] + 1})
         obs = new_obs
         state["steps"] += 1
         state["reward_sum"] += reward
@@ -315,6 +373,10 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             record("probe", target=next_probe, **probes.pop(0)[1])
             next_probe = probes[0][0] if probes else None
             tt = time.perf_counter()
+        if checkpoint is not None and not terminated and checkpoint.due(pos):
+            checkpoint.save(strategy, env, log, state, scores_store, {
+                "next_task": next_task, "next_eval": next_eval, "started": started,
+                "probes_done": n_probes - len(probes)})
     wall["train"] += time.perf_counter() - tt
     if every and env.position % every:  # A_last is the accuracy at the end of the stream
         record("anytime")

@@ -53,3 +53,15 @@ def small_cfg() -> dict:
         "eval": {"every": 50},
         "output": {"plots": False},
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _language_cache(tmp_path_factory):
+    """Language-head targets are cached in a session folder, never under ~/.cache."""
+    old = os.environ.get("CLENV_CACHE")
+    os.environ["CLENV_CACHE"] = str(tmp_path_factory.mktemp("clenv_cache"))
+    yield
+    if old is None:
+        os.environ.pop("CLENV_CACHE", None)
+    else:
+        os.environ["CLENV_CACHE"] = old

@@ -21,7 +21,7 @@ def test_ready_configs_validate():
     for f in SCENARIOS.glob("*.yaml"):
         cfg = load_config(f)
         assert cfg["name"] == f.stem
-        assert cfg["strategy"]["name"] in ("naive", "er", "joint", "plfms", "multilane")
+        assert cfg["strategy"]["name"] in ("naive", "er", "joint", "plfms", "multilane", "agcd")
 
 
 def test_defaults_are_filled(small_cfg):

@@ -250,9 +250,10 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
 
 
 def _single_or_hierarchical(path: Path) -> bool:
-    """Multi-label (mlcil) scenarios have their own episode contract in tests/test_mlcil.py."""
+    """Multi-label (mlcil) scenarios have their own episode contract in tests/test_mlcil.py,
+    AGCD query rounds theirs in tests/test_agcd_env.py."""
     cfg = yaml.safe_load(path.read_text()) or {}
-    return (cfg.get("scenario") or {}).get("generator") != "mlcil"
+    return (cfg.get("scenario") or {}).get("generator") not in ("mlcil", "agcd")
 
 
 @pytest.mark.parametrize("path", [p for p in ROOT_FREE if _single_or_hierarchical(p)],

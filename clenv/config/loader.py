@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import Field, check_value, validate
 from clenv.errors import ConfigError
 
 TOP_FIELDS: dict[str, Field] = {
@@ -44,7 +44,11 @@ OUTPUT_FIELDS: dict[str, Field] = {
     "dir": Field(str, None, "results folder (default: results/<name>)"),
     "save_scores": Field(bool, False, "save scores of every task-end evaluation (npz, float16)"),
     "plots": Field(bool, True, "write forgetting.png and accuracy_matrix.png"),
+    "checkpoint_every": Field(int, None, "write checkpoint.pt every N stream samples, for "
+                              "clenv run --resume (default: no checkpoints)", min=1),
 }
+VALIDATION_FIELD = Field(float, None, "fraction of each class's training samples held out "
+                         "as a validation split", min=0, max=0.9)
 DEFAULT_DATA = {"source": "synthetic"}
 DEFAULT_STRATEGY = {"name": "naive"}
 
@@ -182,7 +186,12 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
         raw["seed"] = seed
     cfg = validate(raw, TOP_FIELDS, "")
     cfg["name"] = cfg["name"] or default_name
-    cfg["scenario"] = validate_scenario(cfg["scenario"], "scenario")
+    scenario = dict(cfg["scenario"])
+    validation = scenario.pop("validation", None)  # a held-out split (clenv.validation)
+    cfg["scenario"] = validate_scenario(scenario, "scenario")
+    if validation:  # kept only when set, so configs without it are unchanged
+        cfg["scenario"]["validation"] = check_value(validation, VALIDATION_FIELD,
+                                                    "scenario.validation")
     data = dict(cfg["data"] or DEFAULT_DATA)
     src = data.get("source")
     if src not in SOURCES:
@@ -199,6 +208,10 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     dev = cfg["device"]
     if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
         raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {dev!r}")
+    if "agcd" in (cfg["scenario"]["generator"], cfg["strategy"]["name"]):
+        from clenv.agcd.config import check_agcd_config
+
+        return check_agcd_config(cfg)
     if cfg["scenario"]["task_ids"] and cfg["scenario"]["boundaries"] == "hidden":
         raise ConfigError("scenario.task_ids", "task ids in obs contradict hidden boundaries",
                           "set scenario.task_ids: false or scenario.boundaries: exposed")
@@ -216,6 +229,19 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     if cfg["strategy"]["name"] == "joint" and cfg["scenario"]["boundaries"] != "exposed":
         raise ConfigError("strategy.name", "joint retrains at task ends and needs "
                           "scenario.boundaries: exposed", "set scenario.boundaries: exposed")
+    if name == "avalanche":  # class name and args (imports avalanche-lib)
+        from clenv.avalanche.catalog import check_section
+
+        check_section(cfg["strategy"])
+        if gen in ("hle", "mlcil"):
+            raise ConfigError("strategy.name", f"the avalanche adapter runs single-label "
+                              f"streams; {gen} streams are hierarchical or multi-label",
+                              "use another scenario, or export an hle stream with "
+                              "clenv.avalanche.to_benchmark")
+        if cfg["strategy"]["mode"] == "offline" and cfg["scenario"]["boundaries"] != "exposed":
+            raise ConfigError("strategy.mode", "offline trains one Avalanche experience per "
+                              "task and needs scenario.boundaries: exposed",
+                              "set scenario.boundaries: exposed or strategy.mode: online")
     return cfg
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from clenv.config.schema import Field, validate
-from clenv.data import canvas, cifar100, coco, digits, mnist, synthetic, tensors, voc
+from clenv.data import canvas, cifar100, coco, digits, mnist, semantic, synthetic, tensors, voc
 from clenv.data.pool import Pool
 from clenv.data.tree import attach_tree
 from clenv.errors import ConfigError
@@ -47,7 +47,7 @@ def _from_module(module: ModuleType) -> DataSource:
 
 SOURCES: dict[str, DataSource] = {
     s.name: s for s in map(_from_module, (synthetic, digits, mnist, cifar100, tensors, canvas,
-                                          coco, voc))
+                                          coco, voc, semantic))
 }
 
 

@@ -91,6 +91,11 @@ METRICS: dict[str, str] = {
     "of1": "multi-label F1 from TP, FP, FN pooled over seen classes at sigmoid > 0.8",
     "map_forgetting": "average forgetting on the per-task mAP matrix, M[i][j] = mAP on task j's "
     "classes after task i",
+    "gcd_all / gcd_old / gcd_new": "AGCD clustering accuracy on all / old / new classes under one "
+    "Hungarian assignment, held-out test split, last round (_transductive: unlabelled pool)",
+    "novel_coverage": "AGCD: share of the new classes queried at least once (Ma et al. 2024)",
+    "novel_ratio": "AGCD: share of queried labels from new classes",
+    "novel_entropy": "AGCD: entropy (nats) of the queried new-class histogram, max ln |new|",
 }
 
 __all__ = [

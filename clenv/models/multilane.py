@@ -80,13 +80,15 @@ class MultiLane(nn.Module):
         t = self.n_lanes
         w = self.head.weight
         if t == 0:
-            sel = torch.empty(self.n_selectors, self.dim, device=w.device, dtype=w.dtype)
+            # orthogonal init needs a QR, which CUDA lacks for bfloat16: draw in float32
+            sel = torch.empty(self.n_selectors, self.dim, device=w.device)
             nn.init.orthogonal_(sel)
             rows = self.prompt_layers * 2 * self.n_prompts
-            pro = torch.empty(rows, self.dim, device=w.device, dtype=w.dtype)
+            pro = torch.empty(rows, self.dim, device=w.device)
             if rows:
                 nn.init.orthogonal_(pro)
-            pro = pro.view(self.prompt_layers, 2, self.n_prompts, self.dim)
+            sel = sel.to(w.dtype)
+            pro = pro.to(w.dtype).view(self.prompt_layers, 2, self.n_prompts, self.dim)
         else:
             sel = self.selectors[t - 1].detach().clone()
             pro = self.prompts[t - 1].detach().clone()

@@ -46,6 +46,25 @@ class Strategy:
     def counters(self) -> dict[str, int]:
         return {}
 
+    # -- checkpoints (clenv.checkpoint) --------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything learning has changed since ``setup(spec)``, for a checkpoint. A strategy
+        that does not override this cannot be checkpointed or resumed."""
+        from clenv.strategies.state import CheckpointUnsupported
+
+        raise CheckpointUnsupported(
+            f"strategy {type(self).__name__} does not support checkpoints (no state_dict/"
+            "load_state_dict); remove output.checkpoint_every and --resume, or implement them")
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` on a strategy that has just run ``setup(spec)``."""
+        self.state_dict()  # raises for strategies without support
+
+
+def supports_checkpoint(strategy: Strategy) -> bool:
+    """True when the strategy's class implements the state protocol."""
+    return type(strategy).state_dict is not Strategy.state_dict
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -67,8 +86,14 @@ class SupervisedStrategy(Strategy):
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x57A7]))
         self.levels = spec.levels
         self.multi_label = spec.multi_label
+        self.head_plan = self.new_head_plan()
         self.model = self.new_model()
         self.optimizer = self.new_optimizer()
+        self.forgetting = None  # the forgetting plug-in (clenv.plugins.forgetting), if any
+        if self.params.get("forgetting"):
+            from clenv.plugins.forgetting import Forgetting
+
+            self.forgetting = Forgetting(self.params["forgetting"], spec, self.model)
         self.seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
         if self.levels > 1:  # one seen mask per level
             self.level_seen = [torch.zeros(c, dtype=torch.bool, device=self.device)
@@ -84,9 +109,24 @@ class SupervisedStrategy(Strategy):
         spec = self.spec
         if spec.levels > 1:
             backbone = build_model(spec.model, spec.input_shape, spec.level_sizes[-1], spec.seed)
-            return MultiHead(backbone, spec.level_sizes).to(self.device)
-        return build_model(spec.model, spec.input_shape, spec.n_classes,
-                           spec.seed).to(self.device)
+            return self.with_head(MultiHead(backbone, spec.level_sizes).to(self.device))
+        return self.with_head(build_model(spec.model, spec.input_shape, spec.n_classes,
+                                          spec.seed).to(self.device))
+
+    def new_head_plan(self):
+        """The ``head`` section's plan (cosine or language head), None for the model's own
+        linear head (clenv.models.language_head)."""
+        head = self.params.get("head")
+        if not head or head.get("type", "linear") == "linear":
+            return None
+        from clenv.models.language_head import HeadPlan
+
+        return HeadPlan(head, level_sizes=list(self.spec.level_sizes) or [self.spec.n_classes],
+                        multi_label=self.spec.multi_label, seed=self.spec.seed)
+
+    def with_head(self, model: nn.Module) -> nn.Module:
+        plan = getattr(self, "head_plan", None)
+        return model if plan is None else plan.attach(model)
 
     def new_optimizer(self) -> torch.optim.Optimizer:
         p = self.params
@@ -140,6 +180,8 @@ class SupervisedStrategy(Strategy):
         # info["new_classes"] (a dict lookup is far cheaper than a reduction per step)
         if "new_classes" in info or "is_new_class" not in info:
             self.mark_seen(y_t)
+        if self.head_plan is not None and "new_classes" in info:  # names reveal target rows
+            self.head_plan.reveal(self.model, info["new_classes"])
         return self.raw(x), y_t
 
     def mark_seen(self, y: torch.Tensor) -> None:
@@ -185,15 +227,50 @@ class SupervisedStrategy(Strategy):
         """One SGD step on (raw_x, y) with the logits of unseen classes masked."""
         if self._mode_matters:
             self.model.train()
+        forgetting = self.forgetting
+        swapped = (forgetting.before_step(self.model, self.optimizer, y)
+                   if forgetting is not None else None)
         loss = self.loss(self.model(self.as_input(raw_x)), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.grad_steps += 1
         self.samples_processed += len(y)
+        if forgetting is not None:  # restore swapped rows; reset on schedule
+            forgetting.after_step(self.model, self.optimizer, swapped, loss)
         return loss
+
+    def on_task_start(self, task: int) -> None:
+        if self.forgetting is not None:
+            self.forgetting.on_task_start(task)
+
+    def drain_events(self) -> list[dict]:
+        """Plug-in events since the last call (forgetting resets), for the Runner's log."""
+        return self.forgetting.drain() if self.forgetting is not None else []
 
     def counters(self) -> dict[str, int]:
         return {"grad_steps": self.grad_steps, "samples_processed": self.samples_processed,
                 "buffer_samples": 0, "buffer_bytes": 0,
                 "n_params": sum(p.numel() for p in self.model.parameters())}
+
+    # -- checkpoints: the model and optimiser by state_dict, every other attribute (seen masks,
+    # counters, step credit, numpy generator, replay buffers, plugins) pickled generically ------
+    _STATE_EXCLUDE = ("spec", "params", "model", "optimizer")
+
+    def _live(self) -> dict:
+        from clenv.strategies.state import live_objects
+
+        return live_objects(model=self.model, optimizer=self.optimizer)
+
+    def state_dict(self) -> dict:
+        from clenv.strategies.state import pack_attributes
+
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "attributes": pack_attributes(self, self._STATE_EXCLUDE, self._live())}
+
+    def load_state_dict(self, state: dict) -> None:
+        from clenv.strategies.state import unpack_attributes
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        vars(self).update(unpack_attributes(state["attributes"], self._live()))

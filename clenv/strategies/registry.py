@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from clenv.agcd.config import AGCD_STRATEGY_FIELDS
 from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
 
@@ -72,6 +73,32 @@ STRATEGIES: dict[str, StrategyEntry] = {
                         "(default: scenario.epochs)", min=1),
         "batch_size": Field(int, 32, "training batch size", min=1),
     }, "retrains from scratch on all data seen so far at each task end (upper reference)"),
+    "avalanche": StrategyEntry("avalanche", "clenv.avalanche.strategy:AvalancheStrategy", {
+        **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
+        "class": Field(str, doc="an Avalanche training strategy: a name from "
+                       "avalanche.training (Naive, Replay, EWC, LwF, GEM, AGEM, GDumb, SI, DER, "
+                       "ER_ACE, ...) or package.module:Class built on its template"),
+        "args": Field(dict, None, "keyword arguments of the class besides model, optimizer, "
+                      "criterion and batch sizes (e.g. mem_size: 200)"),
+        "mode": Field(str, "online", "online: one experience per Env batch; offline: one "
+                      "experience per task, trained at its end", choices=("online", "offline")),
+        "train_mb_size": Field(int, None, "Avalanche minibatch size (default: "
+                               "scenario.batch_size)", min=1),
+        "train_epochs": Field(int, 1, "passes over each experience", min=1),
+        "consolidate": Field(str, "task", "online with exposed boundaries: task = EWC, LwF, "
+                             "SI, MAS, GEM, AGEM, ... consolidate at task ends; batch = after "
+                             "every batch (Avalanche 0.6's own behaviour)",
+                             choices=("task", "batch")),
+        "storage_policy": Field(str, "default", "memory of the class's ReplayPlugin: default "
+                                "(the class's own), reservoir, class_balanced or "
+                                "experience_balanced", choices=("default", "reservoir",
+                                                                "class_balanced",
+                                                                "experience_balanced")),
+    }, "any Avalanche (avalanche-lib 0.6) training strategy, online per batch or offline per "
+       "task; clenv evaluates it"),
+    "agcd": StrategyEntry("agcd", "clenv.agcd.loop:AGCDStrategy", dict(AGCD_STRATEGY_FIELDS),
+                          "active generalized category discovery (Ma et al. 2024): a GCD "
+                          "learner (simgcd, kmeans) and a query strategy; agcd scenarios only"),
 }
 
 
@@ -98,7 +125,34 @@ def validate_strategy(section: dict, key: str = "strategy") -> dict:
     fields = dict(entry.fields)
     if not fields and ":" in entry.name:  # a user class without a schema: pass params through
         return dict(section)
-    return {"name": entry.name, **validate(params, fields, key)}
+    plugins = {k: params.pop(k) for k in PLUGIN_KEYS if k in params}
+    return {"name": entry.name, **validate(params, fields, key),
+            **validate_plugins(entry.name, plugins, key)}
+
+
+# head and forgetting plug-ins: common to every strategy built on SupervisedStrategy
+PLUGIN_KEYS = ("head", "forgetting")
+# strategies that build their own model and head, or train outside SupervisedStrategy.step
+_OWN_MODEL = ("multilane", "avalanche", "agcd")
+
+
+def validate_plugins(name: str, plugins: dict, key: str) -> dict:
+    """Validate the ``head`` and ``forgetting`` sections (left out when absent or null)."""
+    from clenv.language.config import validate_head
+    from clenv.plugins.config import validate_forgetting
+
+    for k, v in plugins.items():
+        if v is not None and name in _OWN_MODEL:
+            raise ConfigError(f"{key}.{k}", f"{name} builds or trains its own model, so it "
+                                            f"takes no {k} plug-in", f"remove {key}.{k}")
+    out: dict = {}
+    if plugins.get("head") is not None:
+        out["head"] = validate_head(plugins["head"], f"{key}.head")
+    if plugins.get("forgetting") is not None:
+        out["forgetting"] = validate_forgetting(
+            plugins["forgetting"], f"{key}.forgetting",
+            out["head"]["type"] if "head" in out else "linear")
+    return out
 
 
 def import_target(target: str, key: str):

@@ -37,6 +37,9 @@ class StrategySpec:
     updates_per_sample: float | None = None
     epochs: int = 1
     model: dict = field(default_factory=lambda: {"name": "mlp"})
+    # stream positions where the tasks end; given only with exposed boundaries (a learner
+    # told the boundaries may know the last batch of a task, as Avalanche's is_last_subexp)
+    task_ends: list[int] = field(default_factory=list)
 
 
 def label_shape(spec: StrategySpec) -> tuple[int, ...]:

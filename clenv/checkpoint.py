@@ -1,0 +1,173 @@
+"""Checkpoints of a single run and ``clenv run --resume``.
+
+With ``output.checkpoint_every: N`` the Runner writes ``checkpoint.pt`` into the results folder
+after the first step that reaches each multiple of N stream samples, once that position's
+evaluations are logged. It holds the strategy's ``state_dict()`` (model, optimiser, replay
+buffer, numpy generator, counters), torch's global RNG state, the stream position and the
+online-accuracy counters, the loop's schedule (next task end, next anytime evaluation, probes
+done, task hooks called), the step count and reward sum, the saved scores and the byte offset
+of events.jsonl. The file is written atomically (temp file, then rename), so a run killed at
+any moment leaves either the previous checkpoint or the new one.
+
+Resuming rebuilds the run from config.yaml, calls ``setup(spec)``, restores that state, cuts
+events.jsonl back to the checkpoint's offset (records of the lost stretch are written again),
+seeks the Env to the position (streams are keyed by position) and continues: the finished run
+has exactly the metrics of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clenv.errors import UserError
+from clenv.events import EventLog
+from clenv.strategies.base import Strategy, supports_checkpoint
+from clenv.strategies.state import CheckpointUnsupported
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = 1
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Checkpointer:
+    """Saves the episode's state every ``every`` stream samples into ``out/checkpoint.pt``."""
+
+    def __init__(self, out: Path, every: int, start: int = 0) -> None:
+        self.path = Path(out) / CHECKPOINT_NAME
+        self.every = int(every)
+        self.next = (start // self.every + 1) * self.every
+
+    def due(self, position: int) -> bool:
+        return position >= self.next
+
+    def save(self, strategy: Strategy, env, log: EventLog, state: dict,
+             scores: dict[str, np.ndarray], loop: dict) -> None:
+        """Write the checkpoint at the Env's current position."""
+        pos = env.position
+        _save_atomic({
+            "format": FORMAT, "position": pos,
+            "online": [env.online_correct, env.online_count],
+            "state": dict(state), "loop": dict(loop), "scores": dict(scores),
+            "strategy": strategy.state_dict(), "torch_rng": torch.get_rng_state(),
+            "log_offset": log.offset, "log_records": len(log.records),
+        }, self.path)
+        self.next = (pos // self.every + 1) * self.every
+
+
+class Resumed:
+    """A loaded checkpoint: restores the episode's state and reopens its event log."""
+
+    def __init__(self, data: dict, path: Path) -> None:
+        if data.get("format") != FORMAT:
+            raise UserError(f"{path}: checkpoint format {data.get('format')!r} is not "
+                            f"{FORMAT}; delete it to rerun from the start")
+        self.data = data
+        self.path = path
+        self.position = int(data["position"])
+        self.loop = data["loop"]
+
+    def event_log(self, path: Path) -> EventLog:
+        log = EventLog.reopen(path, self.data["log_offset"])
+        if len(log.records) != self.data["log_records"]:
+            raise UserError(f"{path}: holds {len(log.records)} records before the checkpoint's "
+                            f"offset, expected {self.data['log_records']}; the results folder "
+                            "was changed: delete checkpoint.pt to rerun from the start")
+        return log
+
+    def restore(self, strategy: Strategy, env, state: dict,
+                scores: dict[str, np.ndarray]) -> dict:
+        """Load the strategy (after its setup), the RNG, counters and the Env position;
+        return the obs at the position."""
+        strategy.load_state_dict(self.data["strategy"])
+        torch.set_rng_state(self.data["torch_rng"])
+        state.update(self.data["state"])
+        scores.update(self.data["scores"])
+        correct, count = self.data["online"]
+        return env.seek(self.position, correct, count)
+
+
+def prepare(cfg: dict, out: Path | None, strategy: Strategy,
+            resume: bool) -> tuple[Checkpointer | None, Resumed | None]:
+    """The checkpointer (``output.checkpoint_every``) and the checkpoint to resume from (when
+    ``resume`` and ``out/checkpoint.pt`` exists). Refuses strategies without the state
+    protocol with one line."""
+    every = int(cfg["output"].get("checkpoint_every") or 0)
+    found = resume and out is not None and (out / CHECKPOINT_NAME).is_file()
+    if not (every or found):
+        return None, None
+    if not supports_checkpoint(strategy):
+        refuse(cfg, strategy, "output.checkpoint_every" if every else "--resume")
+    resumed = None
+    if found:
+        path = out / CHECKPOINT_NAME
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - a damaged file is a user-facing problem
+            raise UserError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); "
+                            "delete it to rerun from the start") from None
+        resumed = Resumed(data, path)
+    saver = None
+    if every and out is not None:
+        saver = Checkpointer(out, every, resumed.position if resumed is not None else 0)
+    return saver, resumed
+
+
+def refuse(cfg: dict, strategy: Strategy, what: str) -> None:
+    """Raise the one-line error for a strategy without the state protocol."""
+    raise CheckpointUnsupported(
+        f"{what}: strategy {cfg['strategy']['name']} ({type(strategy).__name__}) does not "
+        "support checkpoints (no state_dict/load_state_dict); run it without checkpoints "
+        "and resume, or implement them")
+
+
+def discard(out: Path | None) -> None:
+    """Remove the checkpoint of a finished run."""
+    if out is not None:
+        (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+
+
+def resume_cli(args) -> int:
+    """``clenv run --resume DIR``: continue DIR's run from its checkpoint (or from the start
+    when it has none); a complete run is left as it is."""
+    from clenv.config.loader import load_config
+    from clenv.runner import Run
+    from clenv.sweep.driver import is_complete
+
+    if args.resume is None:
+        raise UserError("run: give a CONFIG file, or --resume DIR to continue a run")
+    if args.config or args.strategy or args.seed is not None or args.sets or args.out:
+        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set or --out: "
+                        "the run continues with DIR/config.yaml")
+    out = Path(args.resume)
+    if not (out / "config.yaml").is_file():
+        raise UserError(f"--resume {out}: no config.yaml there; give a results folder written "
+                        "by clenv run")
+    if is_complete(out):
+        print(f"{out}: already complete (metrics.json); nothing to resume")
+        return 0
+    cfg = load_config(out / "config.yaml")
+    from clenv.runner import make_strategy
+
+    strategy = make_strategy(cfg["strategy"])
+    if not supports_checkpoint(strategy):
+        refuse(cfg, strategy, "--resume")
+    had = (out / CHECKPOINT_NAME).is_file()
+    metrics = Run(cfg).execute(out, resume=True)
+    if not args.quiet:
+        how = "resumed from its checkpoint" if had else "rerun from the start (no checkpoint)"
+        acc = metrics.get("final_accuracy")
+        extra = f" final_accuracy={acc:.4f}" if isinstance(acc, float) else ""
+        print(f"{cfg['name']}: {how};{extra} results in {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Language-guided supervision: class names -> prompt -> sentence encoder -> frozen targets."""

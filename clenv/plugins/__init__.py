@@ -1,0 +1,1 @@
+"""Plug-ins any supervised strategy accepts from YAML (active/temporary forgetting)."""

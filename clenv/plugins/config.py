@@ -1,0 +1,43 @@
+"""The ``forgetting`` section every supervised strategy accepts (validated without torch)."""
+
+from __future__ import annotations
+
+from clenv.config.schema import Field, validate
+from clenv.errors import ConfigError
+
+FORGETTING_FIELDS: dict[str, Field] = {
+    "schedule": Field(str, doc="active (reset every k steps, whole run), temporary (every k "
+                               "steps for the first N steps) or probabilistic (per step, swap "
+                               "a fraction p of the batch's class rows for random vectors)",
+                      choices=("active", "temporary", "probabilistic")),
+    "every": Field(int, 100, "k: gradient steps between resets", min=1),
+    "target": Field(object, "head", "what is reset: head, input, or a module name (a list for "
+                                    "several)"),
+    "window": Field(int, 1000, "N: temporary resets happen in the first N steps only", min=1),
+    "per": Field(str, "run", "temporary: count N from the run start or from each task start",
+                 choices=("run", "task")),
+    "p": Field(float, 0.1, "probabilistic: chance that a class row of the batch is swapped "
+                           "for one step", min=0.0, max=1.0),
+    "recovery_window": Field(int, 10, "steps whose mean loss before a reset sets the level a "
+                                      "recovery must reach", min=1),
+}
+
+
+def validate_forgetting(section: object, key: str, head_type: str) -> dict:
+    """Validate a ``forgetting`` mapping; ``head_type`` is the strategy's head type."""
+    out = validate(section, FORGETTING_FIELDS, key)
+    target = out["target"]
+    targets = target if isinstance(target, list) else [target]
+    if not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ConfigError(f"{key}.target", f"expected a module name or a list of them, got "
+                                           f"{target!r:.60}", "e.g. head, input or features.1")
+    out["target"] = list(targets)
+    if out["schedule"] == "probabilistic":
+        if out["target"] != ["head"]:
+            raise ConfigError(f"{key}.target", "probabilistic forgetting swaps class rows, so "
+                                               "its target is the head", "set target: head")
+        if head_type == "language":
+            raise ConfigError(f"{key}.schedule", "a language head's class rows are frozen "
+                                                 "targets that are never replaced",
+                              "use head type linear or cosine, or schedule active/temporary")
+    return out
