@@ -41,9 +41,10 @@ def require(module: str):
 
 @pytest.fixture
 def small_cfg() -> dict:
-    """A small, fast run config (synthetic data, 3 tasks)."""
+    """A small, fast run config (synthetic data, 3 tasks); CLENV_TEST_DEVICE=cuda runs the
+    tests built on it on a GPU."""
     return {
-        "name": "small", "seed": 0,
+        "name": "small", "seed": 0, "device": os.environ.get("CLENV_TEST_DEVICE", "cpu"),
         "scenario": {"generator": "disjoint", "seed": 0, "n_tasks": 3, "batch_size": 10},
         "data": {"source": "synthetic", "seed": 0, "branching": [6], "dim": 8,
                  "separation": [1.5], "noise": 1.0, "train_per_class": 60,
