@@ -313,3 +313,17 @@ def test_registry_entries() -> None:
     for name in ("map", "average_map", "cf1", "cf1_macro", "of1", "map_forgetting"):
         assert name in METRICS
         assert isinstance(METRICS[name], str) and METRICS[name] and "\n" not in METRICS[name]
+
+
+def test_ap_of_a_perfect_ranking_is_exactly_one_and_averages() -> None:
+    # found by a real run: scikit-learn returns 1.0000000000000002 for this perfect ranking
+    # (36 samples, 21 positives), which average_map then refused as outside [0, 1]
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(3, 60))
+        y = rng.integers(0, 2, n)
+        if y.any():
+            ranked = y + rng.random(n) * 0.5  # positives all above negatives
+            ap = average_precision_per_class(y[:, None], ranked[:, None])
+            assert ap[0] <= 1.0 and ap[0] == pytest.approx(1.0, abs=1e-12)
+    assert average_map([1.0, 1.0]) == 1.0

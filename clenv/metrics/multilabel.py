@@ -168,6 +168,9 @@ def average_precision_per_class(y_true: ArrayLike, scores: ArrayLike) -> np.ndar
     for c in range(C):
         if y[:, c].any():
             ap[c] = float(average_precision_score(y[:, c], s[:, c]))
+    # scikit-learn's sum of (R_k - R_{k-1}) * P_k can land one rounding step above 1 on a
+    # perfect ranking (1.0000000000000002); AP is a probability-like quantity, so clip
+    np.clip(ap, 0.0, 1.0, out=ap)
     return ap
 
 
