@@ -616,3 +616,15 @@ def test_pretraining_disk_cache_is_reused_across_processes(tmp_path, monkeypatch
     monkeypatch.setenv("CLENV_CACHE", str(tmp_path))
     vit_classifier.pretrained_state(make_vit(16, 4, 1, 32, 1, 4), pretrain, (1, 16, 16), seed=4)
     assert len(list((tmp_path / "pretrain").glob("*.pt"))) == 2
+
+
+def test_cli_runs_mlcil_digits_ready_file(tmp_path: Path) -> None:
+    """The real-data ready file (scikit-learn digits on canvases) end to end, small."""
+    require("timm")
+    sets = [a for s in [*TINY_SETS, "output.plots=false"] for a in ("--set", s)]
+    out = tmp_path / "res"
+    assert main(["run", str(SCENARIOS / "mlcil_digits.yaml"), *sets, "--out", str(out),
+                 "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["complete"] and m["n_tasks"] == 5 and 0 < m["map"] <= 1
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["glyphs"] == "digits"
