@@ -177,7 +177,48 @@ def test_only_memory_batches_are_credited(monkeypatch) -> None:
         batches.append(out.copy())
         return out
 
-    monkeypatch.setattr(s.memory, "sample", spy)
+    sizes = []
+    monkeypatch.setattr(s.memory, "sample", lambda k: (sizes.append(s.memory.size), spy(k))[1])
     s.learn(*_batch(0))
     assert len(batches) == 4 and all(len(b) == 2 == len(set(b.tolist())) for b in batches)
     assert s.memory.drawn.tolist() == np.concatenate(batches).tolist()
+    # the memory is updated before training (online_step: update_memory, then online_train):
+    # the first memory batch already draws from the batch's own 4 samples
+    assert sizes[0] == 4
+
+
+def test_fms_refill_keeps_the_batch_size(monkeypatch) -> None:
+    """online_train: memory_batch_size = min(len(memory), batch_size - kept stream rows), so
+    with a full memory every step trains on stream rows + memory rows = a constant size."""
+    s = _plfms(importance_period=100)
+    s.params["flexible_sampling"] = True
+    s.learn(*_batch(0))
+    s.learn(*_batch(1))  # memory full (6)
+    rows = []
+    inner = s.step
+    monkeypatch.setattr(s, "step", lambda bx, by: (rows.append(len(by)), inner(bx, by))[1])
+    for k in range(2, 6):
+        s.learn(*_batch(k))
+    assert rows == [4 + 2] * 16  # 4 stream rows (kept or refilled) + replay_batch_size 2
+
+
+def test_hierarchical_loss_is_summed_ce_over_batch_size() -> None:
+    """pl_fms.py: loss = (loss_sup + loss_sub) / x.size(0), criterion CrossEntropyLoss with
+    reduction='sum' (main.py); each row at its own level's head. By hand: coarse logits
+    [2, 0] for a coarse row of class 0 (CE = ln(1 + e^-2)); fine logits [0, 1, 0, 0] for a
+    fine row of class 1 (CE = ln(3 + e) - 1) and [0, 0, 0, 0] for a fine row of class 3
+    (CE = ln 4): the loss is their sum / 3."""
+    from clenv.strategies.plfms import PLFMS
+    from clenv.strategies.spec import StrategySpec
+
+    s = PLFMS(lr=0.05, memory_size=6)
+    s.setup(StrategySpec(input_shape=(3,), image=False, n_classes=4, batch_size=3,
+                         stream_length=100, n_tasks=2, levels=2, level_sizes=[2, 4],
+                         parents=[np.array([0, 0, 1, 1])], model={"name": "mlp"}))
+    for m in s.level_seen:
+        m[:] = True
+    coarse = torch.tensor([[2.0, 0.0], [5.0, -5.0], [5.0, -5.0]])  # rows 1, 2 unused here
+    fine = torch.tensor([[9.0, 9.0, 9.0, 9.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([[0, 0], [1, 1], [3, 1]])
+    expected = (np.log(1 + np.exp(-2.0)) + np.log(3 + np.e) - 1 + np.log(4.0)) / 3
+    assert s.loss([coarse, fine], y).item() == pytest.approx(expected, rel=1e-6)
