@@ -77,3 +77,6 @@ def test_the_label_mapping_reads_the_ema_model(learner: SimGCD, monkeypatch) -> 
     learner.add_queries(np.array([0, 1]), np.array([2, 3]))
     m = learner.update_mapping()
     assert used == [learner.ema] and set(m) == {0, 1, 2, 3}
+    # queried samples are trained only through the map (the AL pass): the main pass keeps
+    # the original labels (mask_lab of the original loader), so their rows stay unlabelled
+    assert (learner.target[learner.n_lab:] == -1).all()
