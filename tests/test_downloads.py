@@ -291,6 +291,19 @@ def test_svhn_download_then_cache_hit(server, monkeypatch, tmp_path) -> None:
     assert len(server.requests) == asked
 
 
+def test_check_downloads_then_run_hits_the_cache(server, monkeypatch, tmp_path, small_cfg,
+                                                capsys) -> None:
+    serve_idx(server, monkeypatch, "MNIST")
+    monkeypatch.setenv("CLENV_DATA", str(tmp_path / "cache"))
+    config = _write_config(tmp_path, small_cfg, {"source": "mnist", "download": True})
+    assert main(["check", str(config)]) == 0
+    asked = len(server.requests)
+    assert asked >= 4 and (tmp_path / "cache" / "MNIST" / "raw").is_dir()
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert len(server.requests) == asked and (out / "metrics.json").is_file()
+
+
 # --------------------------------------------------------------------------- failures
 
 

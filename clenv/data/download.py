@@ -124,13 +124,16 @@ def _download(urls: list[str], folder: Path, filename: str, md5: str) -> Path:
     part = folder / f".{filename}.part"
     problems = []
     for url in urls:
-        part.unlink(missing_ok=True)  # a killed run's leftover: download_url would keep it
+        _remove(part)  # a killed run's leftover: download_url would keep it
         try:
             download_url(url, str(folder), part.name)
-        except Exception as exc:  # noqa: BLE001 - any transfer error is reported the same way
+        except Exception as exc:  # any transfer error is reported the same way
             _remove(part)
             problems.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
+        except BaseException:  # Ctrl-C: no temp file stays behind (a SIGKILL leaves it)
+            _remove(part)
+            raise
         got = md5_of(part) if part.is_file() else "nothing"
         if got == md5:
             return part
