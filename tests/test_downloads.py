@@ -416,6 +416,18 @@ def test_offline_without_files_names_root_and_download(tmp_path, source, inside)
         assert str(tmp_path / inside) in text
 
 
+def test_incomplete_cifar_folder_is_not_overwritten(server, monkeypatch, tmp_path) -> None:
+    serve_cifar(server, monkeypatch, "CIFAR10")
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "batches.meta").write_bytes(b"mine")
+    with pytest.raises(DataError) as exc:
+        load_pool({"source": "cifar10", "root": str(tmp_path), "download": True})
+    one_line(exc, str(folder), "data_batch_1", "remove that folder")
+    assert server.requests == []
+    assert _files(tmp_path) == [folder.name, f"{folder.name}/batches.meta"]
+
+
 def test_offline_cli_exits_2(tmp_path, small_cfg, capsys) -> None:
     config = _write_config(tmp_path, small_cfg, {"source": "cifar10", "root": str(tmp_path)})
     assert main(["check", str(config)]) == 2

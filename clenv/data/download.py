@@ -66,8 +66,9 @@ def find_or_fetch(key: str, root: Path, inside: str | None, files: list[str], wh
         fetch()
     if missing():
         if download:
-            raise DataError(f"{key}.root: the download left no {', '.join(missing())} in "
-                            f"{folder()}; remove it and run again")
+            raise DataError(f"{key}.root: the download brought no {', '.join(missing())} "
+                            f"into {folder()} (torchvision's file names differ from the ones "
+                            f"read); place the files there yourself")
         raise missing_files(key, root, f"{what} ({', '.join(missing())})", inside)
     return folder()
 
