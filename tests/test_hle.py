@@ -98,7 +98,7 @@ def test_coarse_before_fine_multi_depth(pool4) -> None:
 
 
 def test_dual_label_reuses_every_sample(pool2) -> None:
-    stream = _stream(pool2, mode="dual_label")
+    stream = _stream(pool2, mode="dual_label", fine_grouping="child_rank")
     rec = stream.materialize()
     train = set(pool2.train_indices.tolist())
     level, index = rec["level"], rec["index"]
@@ -126,7 +126,7 @@ def test_single_label_is_disjoint_with_balanced_levels() -> None:
     # 50 per leaf, 3 children: round(50 / 4) = 12 go to the coarse task, so a coarse class
     # has 3 * 12 = 36 samples and a fine class 38 (the paper's CIFAR-100 split is 83 / 417)
     pool = load_pool({**TWO_LEVELS, "branching": [4, 3], "train_per_class": 50})
-    stream = _stream(pool, mode="single_label")
+    stream = _stream(pool, mode="single_label", fine_grouping="child_rank")
     rec = stream.materialize()
     _check_records(pool, stream, rec)
     index = rec["index"]
@@ -144,6 +144,84 @@ def test_single_label_is_disjoint_with_balanced_levels() -> None:
     for t in range(1, stream.n_tasks):  # one child of each coarse class per fine task
         classes = np.unique(y[rec["task"] == t])
         assert sorted(par[classes].tolist()) == list(range(4))
+
+
+def _fine_task_superclasses(pool, stream, rec) -> list[list[int]]:
+    """Per fine task: the sorted superclasses it touches, checking that it holds every child."""
+    par = parents(pool)[0]
+    out = []
+    for t in range(1, stream.n_tasks):
+        classes = np.unique(rec["y"][rec["task"] == t])
+        supers = np.unique(par[classes])
+        # whole superclasses: the task's fine classes are exactly their children
+        np.testing.assert_array_equal(classes, np.flatnonzero(np.isin(par, supers)))
+        out.append(supers.tolist())
+    return out
+
+
+@pytest.mark.parametrize("mode", ["dual_label", "single_label"])
+def test_superclass_grouping_is_the_default_uneven_groups_first(mode: str) -> None:
+    # 7 superclasses into 3 fine tasks: groups of 3, 2, 2 (earlier groups take one more)
+    pool = load_pool({**TWO_LEVELS, "branching": [7, 2], "train_per_class": 12})
+    stream = _stream(pool, mode=mode, fine_tasks=3)
+    rec = stream.materialize()
+    _check_records(pool, stream, rec)
+    groups = _fine_task_superclasses(pool, stream, rec)
+    assert [len(g) for g in groups] == [3, 2, 2]
+    assert sorted(s for g in groups for s in g) == list(range(7))  # a partition
+
+
+def test_superclass_grouping_depends_on_the_seed(pool2) -> None:
+    seen = set()
+    for seed in range(6):
+        stream = _stream(pool2, mode="single_label", seed=seed)
+        groups = _fine_task_superclasses(pool2, stream, stream.materialize())
+        assert [len(g) for g in groups] == [2, 1, 1, 1]  # 5 superclasses, 4 fine tasks
+        seen.add(tuple(map(tuple, groups)))
+    assert len(seen) > 1
+
+
+def _cifar100_tree_pool():
+    """A pool with CIFAR-100's 100 classes under its 20 superclasses, 12 vectors per class."""
+    from clenv.data.cifar100_names import COARSE_NAMES, FINE_NAMES, coarse_of_fine
+    from clenv.data.pool import Pool
+
+    y = np.repeat(np.arange(100), 12)
+    return Pool(x=np.zeros((len(y), 2), dtype=np.float32), y=y, train=np.ones(len(y), bool),
+                class_names=list(FINE_NAMES), name="cifar100_tree",
+                ancestors=np.asarray(coarse_of_fine())[:, None],
+                tree_names=[list(COARSE_NAMES)])
+
+
+@pytest.mark.parametrize("mode", ["dual_label", "single_label"])
+def test_cifar100_fine_tasks_hold_four_whole_superclasses(mode: str) -> None:
+    # Hyun1A/HLE data/collections/cifar100_hier_setup{1,2}_split6_n100_m0_rand{0,1,2}: tasks 1-5
+    # each hold the 20 fine classes of 4 whole superclasses (rand0 task1: fish,
+    # large_carnivores, vehicles_1, vehicles_2), 500 samples per class in setup1, 417 in setup2
+    pool = _cifar100_tree_pool()
+    stream = _stream(pool, mode=mode)
+    rec = stream.materialize()
+    assert stream.n_tasks == 6
+    groups = _fine_task_superclasses(pool, stream, rec)
+    assert [len(g) for g in groups] == [4] * 5
+    assert sorted(s for g in groups for s in g) == list(range(20))
+    for t in range(1, 6):
+        assert len(np.unique(rec["y"][rec["task"] == t])) == 20
+
+
+def test_child_rank_grouping_touches_every_superclass() -> None:
+    pool = _cifar100_tree_pool()
+    stream = _stream(pool, mode="single_label", fine_grouping="child_rank")
+    rec = stream.materialize()
+    par = parents(pool)[0]
+    for t in range(1, 6):
+        classes = np.unique(rec["y"][rec["task"] == t])
+        assert sorted(par[classes].tolist()) == list(range(20))
+
+
+def test_too_many_fine_tasks_for_the_superclasses_is_a_config_error(pool2) -> None:
+    with pytest.raises(ConfigError, match="fine_tasks"):
+        _stream(pool2, mode="dual_label", fine_tasks=6)  # 5 superclasses
 
 
 def test_multi_depth_serves_each_sample_once_in_equal_parts(pool4) -> None:

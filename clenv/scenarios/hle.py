@@ -11,8 +11,13 @@ Modes (the pool must carry a label tree; level 0 is the coarsest):
 - ``multi_depth`` (any depth): top-down, one task per level; every leaf class's samples are
   split into equal parts, one per level, each part labelled at its level.
 
-Fine tasks (dual/single) group the leaves by child rank: task k holds the k-th child of every
-coarse class (CIFAR-100: 5 tasks, one child of each superclass each), or ``fine_tasks`` groups.
+Fine tasks (dual/single), ``fine_grouping``:
+- ``superclass`` (default, as the official split files of Hyun1A/HLE, ``data/collections/
+  cifar100_hier_setup{1,2}``): the coarse classes are shuffled (seeded by ``seed``) and cut into
+  ``fine_tasks`` groups, earlier groups taking one more when uneven; a fine task holds every
+  child of the coarse classes of its group (CIFAR-100: 5 tasks of 4 whole superclasses);
+- ``child_rank``: task k holds the k-th child (seeded order) of every coarse class, so every
+  fine task touches every coarse class.
 ``imbalance_ratio`` (head-to-tail) subsamples every task's classes with an exponential profile
 over a seeded class order: class of rank r keeps ratio^(-r / (n - 1)) of its samples.
 A sample is a *virtual* id ``level * n_pool + index``, so one image can appear at two levels.
@@ -37,6 +42,9 @@ HLE_FIELDS: dict[str, Field] = {
                   choices=("dual_label", "single_label", "multi_depth")),
     "fine_tasks": Field(int, None, "dual/single: number of fine tasks (default: the largest "
                         "number of children of a coarse class)", min=1),
+    "fine_grouping": Field(str, "superclass", "dual/single: superclass (whole coarse classes per "
+                           "fine task, as the official split files) or child_rank (the k-th "
+                           "child of every coarse class)", choices=("superclass", "child_rank")),
     "imbalance_ratio": Field(float, 1.0, "head-to-tail sample ratio within every task",
                              min=1.0),
 }
@@ -56,6 +64,20 @@ def _imbalance(samples: np.ndarray, units: np.ndarray, ratio: float,
         k = max(1, int(round(frac * len(s))))
         keep.append(np.sort(rng.choice(s, size=k, replace=False)))
     return np.concatenate(keep)
+
+
+def _fine_groups(children: dict[int, list[int]], fine_classes: np.ndarray, n_fine: int,
+                 grouping: str, rng: np.random.Generator) -> list[list[int]]:
+    """The fine classes of each fine task (see the module docstring for the two groupings)."""
+    if grouping == "superclass":  # Hyun1A/HLE split files: whole superclasses per fine task
+        coarse = rng.permutation(sorted(children))
+        return [sorted(c for p in part.tolist() for c in children[p])
+                for part in np.array_split(coarse, n_fine)]
+    rank = {}
+    for kids in children.values():
+        for r, c in enumerate(rng.permutation(kids).tolist()):
+            rank[c] = r
+    return [[c for c in fine_classes.tolist() if rank[c] % n_fine == t] for t in range(n_fine)]
 
 
 def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
@@ -93,16 +115,12 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
         children: dict[int, list[int]] = {}
         for c in fine_classes.tolist():
             children.setdefault(par[c], []).append(c)
-        rank = {}
-        for kids in children.values():
-            for r, c in enumerate(rng.permutation(kids).tolist()):
-                rank[c] = r
         n_fine = cfg["fine_tasks"] or max(len(k) for k in children.values())
-        fine_groups = [[c for c in fine_classes.tolist() if rank[c] % n_fine == t]
-                       for t in range(n_fine)]
+        fine_groups = _fine_groups(children, fine_classes, n_fine, cfg["fine_grouping"], rng)
         if any(not g for g in fine_groups):
             raise ConfigError(f"{key}.fine_tasks", f"{n_fine} fine tasks leave a task without "
-                              "classes", "use fewer fine tasks")
+                              f"classes ({len(children)} coarse classes, grouping "
+                              f"{cfg['fine_grouping']})", "use fewer fine tasks")
         if mode == "dual_label":
             tasks.append((0, train))
             for g in fine_groups:
