@@ -571,7 +571,7 @@ def test_hle_cifar100_needs_a_root(tmp_path: Path) -> None:
     ok = _clenv("check", str(path), "--set", f"data.root={root}")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok:") and "hle" in ok.stdout
-    # the paper's split: 20 superclasses, then 5 tasks of 20 fine classes (one child of each)
+    # the paper's structure: 20 superclasses, then 5 tasks of 20 fine classes (4 superclasses)
     pool = load_pool({**cfg["data"], "root": str(root)})
     stream = build_stream(pool, validate_scenario(cfg["scenario"]))
     assert stream.n_tasks == 6

@@ -18,6 +18,7 @@ from clenv.data import (
     kmnist,
     mnist,
     semantic,
+    split_files,
     svhn,
     synthetic,
     tensors,
@@ -62,7 +63,7 @@ def _from_module(module: ModuleType) -> DataSource:
 SOURCES: dict[str, DataSource] = {
     s.name: s for s in map(_from_module, (synthetic, digits, mnist, fashion_mnist, kmnist,
                                           cifar10, cifar100, svhn, tensors, canvas, coco, voc,
-                                          semantic))
+                                          semantic, split_files))
 }
 
 

@@ -98,7 +98,6 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0x41E]))
     # per virtual id: unit (offset of its level + its label there) and target label
     virt_units = (offsets[None, :] + lab).T.reshape(-1)  # v = level * N + index
-    virt_targets = lab.T.reshape(-1)
     leaf = lab[:, -1]
     parent = lab[:, -2] if L >= 2 else None
     tasks: list[tuple[int, np.ndarray]] = []  # (level, pool indices)
@@ -136,18 +135,33 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
             tasks.append((0, coarse_idx))
             for g in fine_groups:
                 tasks.append((1, fine_idx[np.isin(leaf[fine_idx], g)]))
-    task_samples, task_classes = [], []
+    task_samples = []
     for lv, idx in tasks:
         virtual = lv * N + np.sort(idx)
-        virtual = _imbalance(virtual, virt_units[virtual], cfg["imbalance_ratio"], rng)
-        task_samples.append(virtual)
-        task_classes.append(np.unique(virt_units[virtual]))
+        task_samples.append(_imbalance(virtual, virt_units[virtual], cfg["imbalance_ratio"], rng))
+    return level_task_stream(pool, task_samples, cfg, "hle")
+
+
+def level_task_stream(pool: Pool, task_samples: list[np.ndarray], cfg: dict, generator: str,
+                      ordered: bool = False) -> TaskStream:
+    """A TaskStream over virtual ids ``level * n_pool + index``: a task's classes are the units
+    (class at a level) it serves; ``ordered`` serves each task in the given order."""
+    N, L = len(pool.y), pool.depth
+    sizes = level_sizes(pool)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    lab = level_labels(pool)
+    virt_units = (offsets[None, :] + lab).T.reshape(-1)
+    task_classes = [np.unique(virt_units[v]) for v in task_samples]
     # a unit introduced by several tasks (multi-depth never, dual/single never) keeps its first
-    stream = TaskStream(generator="hle", seed=cfg["seed"], labels=virt_units,
+    stream = TaskStream(generator=generator, seed=cfg["seed"], labels=virt_units,
                         n_classes=int(sum(sizes)), task_samples=task_samples,
                         task_classes=task_classes, epochs=1, chunk_size=cfg["chunk_size"],
-                        config=dict(cfg), n_pool=N, targets=virt_targets, levels=L)
+                        config=dict(cfg), n_pool=N, targets=lab.T.reshape(-1), levels=L,
+                        ordered=ordered)
     stream.level_sizes = sizes
     stream.level_offsets = offsets.tolist()
-    stream.column_names = [f"task {j} (level {lv})" for j, (lv, _) in enumerate(tasks)]
+    stream.column_names = []
+    for j, v in enumerate(task_samples):
+        lv = ", ".join(str(x) for x in np.unique(np.asarray(v) // N).tolist())
+        stream.column_names.append(f"task {j} (level{'s' if ',' in lv else ''} {lv})")
     return stream

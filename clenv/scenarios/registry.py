@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
-from clenv.scenarios import agcd, hle, incremental, lifelong, mlcil
+from clenv.scenarios import agcd, from_file, hle, incremental, lifelong, mlcil
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ GENERATORS: dict[str, Generator] = {
     "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent", "convention",
                                               drop=("classes_per_task",)),
                          incremental.build_incremental, incremental.GENERATORS["iblurry"]),
+    "from_file": Generator("from_file", from_file.FROM_FILE_FIELDS, from_file.build_from_file,
+                           "official split files as a stream (format: iblurry, rainbow, hle), "
+                           "in the files' order"),
     "agcd": Generator("agcd", agcd.AGCD_SCENARIO_FIELDS, agcd.build_agcd,
                       "active generalized category discovery (Ma et al. 2024): old/new "
                       "classes, query rounds with a label budget (not a stream)"),
