@@ -60,7 +60,10 @@ def iblurry(tmp_path: Path) -> tuple[Path, Path]:
     t0 = _flat_records(root, TASK0)
     t0[2]["file_name"] = "/home/someone/datasets/cifar10/train/cat/0003.png"  # re-rooted
     _write(col / "cifar10_split2_n50_m10_rand1_task0.json", t0)
-    _write(col / "cifar10_split2_n50_m10_rand1_task1.json", _flat_records(root, TASK1))
+    t1 = _flat_records(root, TASK1)
+    for r in t1:  # i-Blurry's CIFAR-10 train lists name the image under "filepath"
+        r["filepath"] = r.pop("file_name")
+    _write(col / "cifar10_split2_n50_m10_rand1_task1.json", t1)
     _write(col / "cifar10_val.json", _flat_records(root, TEST, "test"))
     return root, col / "cifar10_split2_n50_m10_rand1"
 
@@ -121,7 +124,9 @@ def test_rainbow_files_with_per_task_test_lists(tmp_path: Path) -> None:
         "cifar10_test_rand1_cls2_task0.json", "cifar10_test_rand1_cls2_task1.json"]
 
 
-FISH, VEHICLES = ["aquarium_fish", "flatfish"], ["bicycle", "bus"]
+# CIFAR-100 has a class named "train": absolute paths .../data/train/train/0001.png re-root at
+# the first of the two (as in Hyun1A/HLE's cifar100_hier_setup2 files)
+FISH, VEHICLES = ["aquarium_fish", "flatfish"], ["bicycle", "train"]
 
 
 def _hle_record(root: Path, sup: str, sub: str, n: int, level: int, split: str = "train"):
@@ -137,7 +142,7 @@ def test_hle_files_serve_levels_as_recorded(tmp_path: Path) -> None:
     root, col = tmp_path / "cifar100", tmp_path / "collections"
     stem = col / "cifar100_hier_setup2_split3_n100_m0_rand0"
     coarse = [_hle_record(root, "fish", "flatfish", 0, 0),
-              _hle_record(root, "vehicles_1", "bus", 0, 0),
+              _hle_record(root, "vehicles_1", "train", 0, 0),
               _hle_record(root, "fish", "aquarium_fish", 0, 0)]
     fish = [_hle_record(root, "fish", s, n, 1) for s in FISH for n in (1, 2)]
     cars = [_hle_record(root, "vehicles_1", s, n, 1) for s in VEHICLES for n in (1, 2)]
@@ -149,8 +154,8 @@ def test_hle_files_serve_levels_as_recorded(tmp_path: Path) -> None:
             _hle_record(root, "vehicles_1", "bicycle", 9, 1, "test")])
     _, pool, stream = _build(_scenario(root, stem, "hle"))
     assert pool.depth == 2 and pool.tree_names == [["fish", "vehicles_1"]]
-    assert pool.class_names == ["aquarium_fish", "bicycle", "bus", "flatfish"]  # sorted
-    assert parents(pool)[0].tolist() == [0, 1, 1, 0]
+    assert pool.class_names == ["aquarium_fish", "bicycle", "flatfish", "train"]  # sorted
+    assert parents(pool)[0].tolist() == [0, 1, 0, 1]
     rec = stream.materialize()
     assert stream.n_tasks == 3 and stream.levels == 2
     assert rec["level"].tolist() == [0] * 3 + [1] * 8
@@ -161,8 +166,8 @@ def test_hle_files_serve_levels_as_recorded(tmp_path: Path) -> None:
     assert len(set(rec["index"].tolist())) == 11
     offsets = stream.level_offsets
     assert [c.tolist() for c in stream.task_classes] == [
-        [offsets[0] + 0, offsets[0] + 1], [offsets[1] + 0, offsets[1] + 3],
-        [offsets[1] + 1, offsets[1] + 2]]
+        [offsets[0] + 0, offsets[0] + 1], [offsets[1] + 0, offsets[1] + 2],
+        [offsets[1] + 1, offsets[1] + 3]]
     assert len(pool.test_indices) == 2
 
 

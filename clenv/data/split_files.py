@@ -2,9 +2,10 @@
 (naver-ai/i-Blurry), Rainbow Memory (clovaai/rainbow-memory) or HLE (Hyun1A/HLE).
 
 The train lists of one file stem, ``<stem>_task<t>.json`` for t = 0, 1, ..., are read in task
-order; each is a JSON list of records naming an image file (``file_name``, relative to the
-dataset root laid out as ``train/<class>/<n>.png``, ``test/...``, ``val/...``; absolute paths
-are re-rooted at their last ``train``/``test``/``val`` component) and its class (``klass``;
+order; each is a JSON list of records naming an image file (``file_name``, or ``filepath`` as
+in i-Blurry's CIFAR-10 train lists, relative to the dataset root laid out as
+``train/<class>/<n>.png``, ``test/...``, ``val/...``; absolute paths are re-rooted at their
+last ``train``/``test``/``val`` component above a class folder) and its class (``klass``;
 HLE: ``klass_sub`` the fine class, ``klass_sup`` its superclass and ``hierarchy`` 0 when the
 record is served with the superclass label, 1 with the fine one). The test list(s) follow each
 repository's naming: ``<dataset>_val.json`` (i-Blurry, HLE) or the per-task
@@ -127,10 +128,11 @@ def _text(record: object, field: str, path: Path, i: int) -> str:
 
 def _relative(file_name: str, path: Path, i: int) -> str:
     """The image path relative to the dataset root; absolute paths re-rooted at their last
-    train/test/val component; ``..`` refused."""
+    train/test/val component with a class folder and a file below it (CIFAR-100 has a class
+    named ``train``); ``..`` refused."""
     parts = PurePosixPath(file_name.replace("\\", "/")).parts
     if parts and parts[0] == "/":
-        cut = [j for j, p in enumerate(parts) if p in _ROOTS]
+        cut = [j for j, p in enumerate(parts[:-2]) if p in _ROOTS]
         if not cut:
             raise DataError(f"{path}: record {i}: absolute file_name {file_name!r:.80} has no "
                             f"train/, test/ or val/ component to re-root; fix the file")
@@ -145,7 +147,9 @@ def _records(path: Path, fmt: str) -> list[tuple[str, str, str | None, int]]:
     """(relative image path, class, superclass or None, level) of every record of a list."""
     out = []
     for i, r in enumerate(_read_list(path)):
-        rel = _relative(_text(r, "file_name", path, i), path, i)
+        name_key = ("filepath" if isinstance(r, dict) and "file_name" not in r
+                    and "filepath" in r else "file_name")
+        rel = _relative(_text(r, name_key, path, i), path, i)
         if fmt == "hle":
             level = r.get("hierarchy")
             if level not in (0, 1) or isinstance(level, bool):
