@@ -235,6 +235,8 @@ def test_bounds_and_bad_files(iblurry, monkeypatch) -> None:
         _build({**scenario, "path": str(stem) + "_nothing"})
     with pytest.raises(DataError, match="data.root"):
         _build({**scenario, "root": str(root / "nowhere")})
+    with pytest.raises(DataError, match="not named like Rainbow Memory"):
+        _build({**scenario, "format": "rainbow"})
     with pytest.raises(DataError, match="data.test"):
         _build({**scenario, "test": str(root / "missing.json")})
 

@@ -90,6 +90,10 @@ def _test_files(stem: Path, fmt: str, test: str | None, n_tasks: int, key: str) 
                         f"{n_tasks} tasks; point it at the test list")
     if fmt == "rainbow":  # cifar100_train_blurry10_rand1_cls20 -> cifar100_test_rand1_cls20
         name = re.sub(r"_train_[^_]+_", "_test_", stem.name, count=1)
+        if name == stem.name:
+            raise DataError(f"{key}.path: {stem.name} is not named like Rainbow Memory's train "
+                            f"lists (<dataset>_train_<kind>_rand<s>_cls<n>); set {key}.test to "
+                            f"the test list, or check the format")
         files = [stem.parent / f"{name}_task{t}.json" for t in range(n_tasks)]
     else:  # cifar100_split5_n50_m10_rand1 -> cifar100_val.json
         files = [stem.parent / f"{stem.name.split('_split')[0]}_val.json"]
