@@ -181,12 +181,12 @@ def test_superclass_grouping_depends_on_the_seed(pool2) -> None:
     assert len(seen) > 1
 
 
-def _cifar100_tree_pool():
-    """A pool with CIFAR-100's 100 classes under its 20 superclasses, 12 vectors per class."""
+def _cifar100_tree_pool(per_class: int = 12):
+    """A pool with CIFAR-100's 100 classes under its 20 superclasses, per_class vectors each."""
     from clenv.data.cifar100_names import COARSE_NAMES, FINE_NAMES, coarse_of_fine
     from clenv.data.pool import Pool
 
-    y = np.repeat(np.arange(100), 12)
+    y = np.repeat(np.arange(100), per_class)
     return Pool(x=np.zeros((len(y), 2), dtype=np.float32), y=y, train=np.ones(len(y), bool),
                 class_names=list(FINE_NAMES), name="cifar100_tree",
                 ancestors=np.asarray(coarse_of_fine())[:, None],
@@ -207,6 +207,21 @@ def test_cifar100_fine_tasks_hold_four_whole_superclasses(mode: str) -> None:
     assert sorted(s for g in groups for s in g) == list(range(20))
     for t in range(1, 6):
         assert len(np.unique(rec["y"][rec["task"] == t])) == 20
+
+
+def test_cifar100_task_sizes_match_the_official_split_files() -> None:
+    # Hyun1A/HLE data/collections, rand0-2: cifar100_hier_setup2 (single-label) task 0 holds
+    # 8,300 records at hierarchy 0, 415 per superclass (83 of each child's 500), tasks 1-5
+    # 8,340 = 20 x 417; cifar100_hier_setup1 (dual-label) tasks 1-5 hold 10,000 = 20 x 500
+    pool = _cifar100_tree_pool(500)
+    rec = _stream(pool, mode="single_label").materialize()
+    sizes = np.bincount(rec["task"]).tolist()
+    assert sizes == [8300] + [8340] * 5
+    assert set(np.bincount(rec["y"][rec["task"] == 0]).tolist()) == {415}
+    for t in range(1, 6):
+        assert set(np.bincount(rec["y"][rec["task"] == t])[rec["y"][rec["task"] == t]]) == {417}
+    rec = _stream(pool, mode="dual_label").materialize()
+    assert np.bincount(rec["task"]).tolist() == [50_000] + [10_000] * 5
 
 
 def test_child_rank_grouping_touches_every_superclass() -> None:
