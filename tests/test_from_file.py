@@ -122,6 +122,17 @@ def test_rainbow_files_with_per_task_test_lists(tmp_path: Path) -> None:
     assert _red(pool, rec["index"]) == [10 * CLASSES.index(k) + n for k, n in TASK0 + TASK1]
     assert len(pool.test_indices) == 4 and pool.meta["test_files"] == [
         "cifar10_test_rand1_cls2_task0.json", "cifar10_test_rand1_cls2_task1.json"]
+    # Rainbow Memory shuffles each task's list and trains epochs over it: order shuffled
+    _, _, shuffled = _build(_scenario(root, stem, "rainbow", order="shuffled", epochs=2))
+    srec = shuffled.materialize()
+    assert srec["task"].tolist() == [0] * 10 + [1] * 10
+    for t in (0, 1):
+        for e in (0, 1):  # every pass serves the task's records once
+            sel = (srec["task"] == t) & (srec["epoch"] == e)
+            assert sorted(srec["index"][sel].tolist()) == sorted(
+                rec["index"][rec["task"] == t].tolist())
+    assert srec["index"].tolist() != np.concatenate([rec["index"][:5], rec["index"][:5],
+                                                     rec["index"][5:], rec["index"][5:]]).tolist()
 
 
 # CIFAR-100 has a class named "train": absolute paths .../data/train/train/0001.png re-root at

@@ -4,11 +4,13 @@ served as the files give it.
 ``scenario: {generator: from_file, path, format, root}`` names the split files; the config
 loader turns those keys into the pool's ``data: {source: split_files, ...}`` section (see
 ``clenv.data.split_files``), which reads the files' images. The stream serves task t's records
-in the order of ``<stem>_task<t>.json``, once (the files' own online order, as i-Blurry's
-``main.py`` and HLE's ``main.py`` iterate the lists). Task t's classes (its accuracy-matrix
-column, its test set) are the classes with most of their training records in task t (ties: the
-earlier task). HLE files are hierarchical streams: a record with ``hierarchy`` 0 is served with
-its superclass label, 1 with its fine label (virtual ids, as the ``hle`` generator).
+in the order of ``<stem>_task<t>.json`` (the files' own online order, as i-Blurry's and HLE's
+``main.py`` iterate the lists), ``epochs`` passes; ``order: shuffled`` serves each pass in a
+seeded order instead (Rainbow Memory's ``set_current_dataset`` shuffles each task's list).
+Task t's classes (its accuracy-matrix column, its test set) are the classes with most of their
+training records in task t (ties: the earlier task). HLE files are hierarchical streams: a
+record with ``hierarchy`` 0 is served with its superclass label, 1 with its fine label (virtual
+ids, as the ``hle`` generator).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ FILE_KEYS = ("path", "format", "root", "test", "dataset", "max_images")
 
 FROM_FILE_FIELDS: dict[str, Field] = {
     **{k: COMMON_FIELDS[k] for k in ("seed", "batch_size", "chunk_size", "boundaries",
-                                     "task_ids")},
+                                     "task_ids", "epochs")},
     "generator": Field(str, "from_file", "the stream generator"),
+    "order": Field(str, "file", "within a task: file (the lists' order, every pass) or "
+                   "shuffled (a seeded order per pass, as Rainbow Memory shuffles each task)",
+                   choices=("file", "shuffled")),
     **{k: split_files.FIELDS[k] for k in FILE_KEYS},
 }
 
@@ -64,11 +69,14 @@ def build_from_file(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
         raise ConfigError(f"{key}.generator", "from_file needs the pool read from the split "
                           "files", "give scenario.path, format and root, and no data section")
     tasks, levels = pool.meta["file_tasks"], pool.meta["file_levels"]
+    ordered = cfg["order"] == "file"
     if pool.meta["format"] == "hle":
         n = len(pool.y)
         virtual = [lv * n + idx for idx, lv in zip(tasks, levels, strict=True)]
-        return level_task_stream(pool, virtual, cfg, "from_file", ordered=True)
+        return level_task_stream(pool, virtual, cfg, "from_file", ordered=ordered,
+                                 epochs=cfg["epochs"])
     return TaskStream(generator="from_file", seed=cfg["seed"], labels=pool.y,
                       n_classes=pool.n_classes, task_samples=list(tasks),
-                      task_classes=major_classes(tasks, pool.y, pool.n_classes), epochs=1,
-                      chunk_size=cfg["chunk_size"], config=dict(cfg), ordered=True)
+                      task_classes=major_classes(tasks, pool.y, pool.n_classes),
+                      epochs=cfg["epochs"], chunk_size=cfg["chunk_size"], config=dict(cfg),
+                      ordered=ordered)

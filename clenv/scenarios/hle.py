@@ -143,7 +143,7 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
 
 
 def level_task_stream(pool: Pool, task_samples: list[np.ndarray], cfg: dict, generator: str,
-                      ordered: bool = False) -> TaskStream:
+                      ordered: bool = False, epochs: int = 1) -> TaskStream:
     """A TaskStream over virtual ids ``level * n_pool + index``: a task's classes are the units
     (class at a level) it serves; ``ordered`` serves each task in the given order."""
     N, L = len(pool.y), pool.depth
@@ -155,7 +155,7 @@ def level_task_stream(pool: Pool, task_samples: list[np.ndarray], cfg: dict, gen
     # a unit introduced by several tasks (multi-depth never, dual/single never) keeps its first
     stream = TaskStream(generator=generator, seed=cfg["seed"], labels=virt_units,
                         n_classes=int(sum(sizes)), task_samples=task_samples,
-                        task_classes=task_classes, epochs=1, chunk_size=cfg["chunk_size"],
+                        task_classes=task_classes, epochs=epochs, chunk_size=cfg["chunk_size"],
                         config=dict(cfg), n_pool=N, targets=lab.T.reshape(-1), levels=L,
                         ordered=ordered)
     stream.level_sizes = sizes
