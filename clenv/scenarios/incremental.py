@@ -34,12 +34,12 @@ COMMON_FIELDS: dict[str, Field] = {
                         "them; hidden: no boundary or task id reaches the learner",
                         choices=("exposed", "hidden")),
     "task_ids": Field(bool, False, "put the task id in obs (task-incremental learning)"),
-    "blurry": Field(float, 10.0, "blurry-M: percent of each task's samples from other tasks",
-                    min=0, max=100),
+    "blurry": Field(float, 10.0, "blurry-M: percent of each class's samples redistributed "
+                    "over the tasks (see convention)", min=0, max=100),
     "disjoint_percent": Field(float, 50.0, "i-Blurry N: percent of classes in one task only",
                               min=0, max=100),
     "blurry_percent": Field(float, 10.0, "i-Blurry M: percent of a blurry class's samples "
-                            "spread over the other tasks", min=0, max=100),
+                            "redistributed over the tasks (see convention)", min=0, max=100),
     "convention": Field(str, "released", "blurring: released (M% spread over all tasks, own "
                         "included, as the released split files: about M(T-1)/T % outside) or "
                         "paper (exactly M% to the other tasks)", choices=("released", "paper")),
@@ -47,7 +47,8 @@ COMMON_FIELDS: dict[str, Field] = {
 
 GENERATORS = {
     "disjoint": "class-incremental, each class in exactly one task",
-    "blurry": "blurry-M (Bang et al. 2021): M% of each task's samples from other tasks' classes",
+    "blurry": "blurry-M (Bang et al. 2021): M% of each class's samples redistributed over the "
+              "tasks",
     "iblurry": "i-Blurry-N-M (Koh et al. 2022): N% disjoint classes, the rest blurred by M%",
 }
 
