@@ -233,6 +233,10 @@ def test_bounds_and_bad_files(iblurry, monkeypatch) -> None:
     with pytest.raises(DataError, match="task0.json: .* bytes"):
         _build(scenario)
     monkeypatch.undo()
+    monkeypatch.setattr(split_files, "MAX_POOL_BYTES", 14 * 48 - 1)  # 14 images of 4x4x3
+    with pytest.raises(DataError, match="more than .* bytes in memory"):
+        _build(scenario)
+    monkeypatch.undo()
     _png(root, "train/cat/0001.png", 31, size=5)  # another size than the others
     with pytest.raises(DataError, match="share a size"):
         _build(scenario)

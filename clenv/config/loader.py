@@ -237,7 +237,7 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
         from clenv.avalanche.catalog import check_section
 
         check_section(cfg["strategy"])
-        if gen in ("hle", "mlcil"):
+        if gen in ("hle", "mlcil") or cfg["scenario"].get("format") == "hle":  # from_file
             raise ConfigError("strategy.name", f"the avalanche adapter runs single-label "
                               f"streams; {gen} streams are hierarchical or multi-label",
                               "use another scenario, or export an hle stream with "

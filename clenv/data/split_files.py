@@ -44,6 +44,7 @@ MAX_LIST_BYTES = 64 * 2**20  # a split file larger than this is refused (CIFAR's
 MAX_TASKS = 1000
 MAX_IMAGE_BYTES = 4 * 2**20
 MAX_IMAGE_SIDE = 1024
+MAX_POOL_BYTES = 8 * 2**30  # all images together (TinyImageNet's 110,000: 1.35 GB)
 _ROOTS = ("train", "test", "val")
 
 FIELDS: dict[str, Field] = {
@@ -69,8 +70,8 @@ def _task_files(path: Path, key: str) -> tuple[Path, list[Path]]:
         files.append(f)
     if not files:
         raise DataError(f"{key}.path: no split file {stem.name}_task0.json in {stem.parent}; "
-                        f"point {key}.path at the stem of the task files (…_rand1) or at one "
-                        f"of them")
+                        f"point {key}.path (scenario.path with generator from_file) at the "
+                        f"stem of the task files (…_rand1) or at one of them")
     if len(files) > MAX_TASKS:
         raise DataError(f"{key}.path: more than {MAX_TASKS} task files for {stem.name}; "
                         f"refusing")
@@ -112,7 +113,7 @@ def _read_list(path: Path) -> list:
             raise DataError(f"{path}: {size} bytes, more than the {MAX_LIST_BYTES} a split file "
                             f"may have; refusing")
         records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(f"{path}: cannot read a JSON list ({type(exc).__name__}: {first:.80}); "
                         f"fix the file") from None
@@ -213,8 +214,9 @@ def load(params: dict, key: str) -> Pool:
     fmt = params["format"]
     root = Path(os.path.expanduser(params["root"]))
     if not root.is_dir():
-        raise DataError(f"{key}.root: folder {root} does not exist; point it at the dataset "
-                        f"root holding train/<class>/<n>.png")
+        raise DataError(f"{key}.root: folder {root} does not exist; point it (scenario.root "
+                        f"with generator from_file) at the dataset root holding "
+                        f"train/<class>/<n>.png")
     stem, train_files = _task_files(Path(os.path.expanduser(params["path"])), key)
     test_files = _test_files(stem, fmt, params["test"], len(train_files), key)
     train_lists = [_records(f, fmt) for f in train_files]
@@ -258,6 +260,9 @@ def load(params: dict, key: str) -> Pool:
     class_id = {n: i for i, n in enumerate(names)}
     rels = list(images)
     first = _load_image(root, rels[0], source_of[0], key)
+    if len(rels) * first.nbytes > MAX_POOL_BYTES:
+        raise DataError(f"{key}.path: {len(rels)} images of {first.shape[2]}x{first.shape[1]} "
+                        f"would take more than {MAX_POOL_BYTES} bytes in memory; refusing")
     x = np.empty((len(rels), *first.shape), dtype=np.uint8)
     for j, rel in enumerate(rels):
         img = first if j == 0 else _load_image(root, rel, source_of[j], key)
