@@ -12,9 +12,10 @@ repository's naming: ``<dataset>_val.json`` (i-Blurry, HLE) or the per-task
 ``<dataset>_test_rand<s>_cls<n>_task<t>.json`` (Rainbow Memory).
 
 Each distinct image is read once (PIL, RGB, uint8 (3, H, W)); class ids are the sorted class
-names (CIFAR-10/100 and TinyImageNet: the datasets' own ids). ``pool.meta["file_tasks"]`` holds,
-per task, the pool indices in file order and ``pool.meta["file_levels"]`` each record's level;
-the ``from_file`` scenario generator serves them as a stream in that order.
+names (CIFAR-10/100: the datasets' own ids; TinyImageNet: sorted WordNet ids, an image-folder
+order). ``pool.meta["file_tasks"]`` holds, per task, the pool indices in file order and
+``pool.meta["file_levels"]`` each record's level; the ``from_file`` scenario generator serves
+them as a stream in that order.
 """
 
 from __future__ import annotations
