@@ -149,7 +149,8 @@ def _hle_record(root: Path, sup: str, sub: str, n: int, level: int, split: str =
             else sub, "label": 3, "hierarchy": level}
 
 
-def test_hle_files_serve_levels_as_recorded(tmp_path: Path) -> None:
+def _hle_fixture(tmp_path: Path) -> tuple[Path, Path]:
+    """A two-superclass setup2-like split: task 0 coarse, task 1 fish, task 2 vehicles."""
     root, col = tmp_path / "cifar100", tmp_path / "collections"
     stem = col / "cifar100_hier_setup2_split3_n100_m0_rand0"
     coarse = [_hle_record(root, "fish", "flatfish", 0, 0),
@@ -163,6 +164,11 @@ def test_hle_files_serve_levels_as_recorded(tmp_path: Path) -> None:
     _write(col / "cifar100_hier_setup2_val.json",
            [_hle_record(root, "fish", "flatfish", 9, 1, "test"),
             _hle_record(root, "vehicles_1", "bicycle", 9, 1, "test")])
+    return root, stem
+
+
+def test_hle_files_serve_levels_as_recorded(tmp_path: Path) -> None:
+    root, stem = _hle_fixture(tmp_path)
     _, pool, stream = _build(_scenario(root, stem, "hle"))
     assert pool.depth == 2 and pool.tree_names == [["fish", "vehicles_1"]]
     assert pool.class_names == ["aquarium_fish", "bicycle", "flatfish", "train"]  # sorted
@@ -263,17 +269,20 @@ def test_a_data_section_that_disagrees_is_a_config_error(iblurry) -> None:
                      "data": {"source": "synthetic"}})
 
 
-def test_clenv_run_on_split_files(iblurry, tmp_path: Path) -> None:
-    root, stem = iblurry
+@pytest.mark.parametrize("fmt", ["iblurry", "hle"])
+def test_clenv_run_on_split_files(iblurry, tmp_path: Path, fmt: str) -> None:
+    root, stem = iblurry if fmt == "iblurry" else _hle_fixture(tmp_path / "h")
     config = tmp_path / "files.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "files", "scenario": _scenario(root, stem, "iblurry"),
+        "name": "files", "scenario": _scenario(root, stem, fmt),
         "strategy": "er", "model": {"name": "mlp", "hidden": [8]},
         "budget": {"memory_size": 4}, "eval": {"every": 4}, "output": {"plots": False}}))
     out = tmp_path / "res"
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] is True
+    if fmt == "hle":  # per-level metrics of a hierarchical stream
+        assert [lv["classes"] for lv in metrics["levels"]] == [2, 4]
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["source"] == "split_files"
     # the saved config re-loads (its data section is the one the scenario implies)
