@@ -269,6 +269,15 @@ def test_a_data_section_that_disagrees_is_a_config_error(iblurry) -> None:
                      "data": {"source": "synthetic"}})
 
 
+def test_a_validation_split_is_refused(iblurry) -> None:
+    from clenv.runner import Run
+
+    root, stem = iblurry
+    cfg = load_config({"scenario": {**_scenario(root, stem, "iblurry"), "validation": 0.2}})
+    with pytest.raises(ConfigError, match="^scenario.validation: a from_file stream"):
+        Run(cfg)
+
+
 @pytest.mark.parametrize("fmt", ["iblurry", "hle"])
 def test_clenv_run_on_split_files(iblurry, tmp_path: Path, fmt: str) -> None:
     root, stem = iblurry if fmt == "iblurry" else _hle_fixture(tmp_path / "h")

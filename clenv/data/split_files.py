@@ -287,4 +287,4 @@ def load(params: dict, key: str) -> Pool:
                 meta={"source": NAME, "params": dict(params), "format": fmt,
                       "task_files": [f.name for f in train_files],
                       "test_files": [f.name for f in test_files],
-                      "file_tasks": tasks, "file_levels": levels})
+                      "file_tasks": tasks, "file_levels": levels, "n_images": len(rels)})

@@ -68,6 +68,10 @@ def build_from_file(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
     if pool.meta.get("source") != split_files.NAME:
         raise ConfigError(f"{key}.generator", "from_file needs the pool read from the split "
                           "files", "give scenario.path, format and root, and no data section")
+    if len(pool.y) != pool.meta["n_images"]:  # e.g. scenario.validation carved samples out
+        raise ConfigError(f"{key}.validation", "a from_file stream serves every record of the "
+                          "split files, so no samples can be held out of its pool",
+                          "remove scenario.validation")
     tasks, levels = pool.meta["file_tasks"], pool.meta["file_levels"]
     ordered = cfg["order"] == "file"
     if pool.meta["format"] == "hle":
