@@ -83,4 +83,4 @@ def build_from_file(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
                       n_classes=pool.n_classes, task_samples=list(tasks),
                       task_classes=major_classes(tasks, pool.y, pool.n_classes),
                       epochs=cfg["epochs"], chunk_size=cfg["chunk_size"], config=dict(cfg),
-                      ordered=ordered)
+                      leaf_level=pool.depth - 1, ordered=ordered)
