@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from clenv.errors import UserError
+from clenv.errors import EnvironmentFailure, UserError
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "online_accuracy", "intransigence", "map",
@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except EnvironmentFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

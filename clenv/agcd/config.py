@@ -12,8 +12,8 @@ AGCD_STRATEGY_FIELDS: dict[str, Field] = {
                      "or kmeans (semi-supervised k-means on the input)", choices=LEARNERS),
     "query": Field(str, "adaptive", "query strategy; none and all are the lower and upper "
                    "references (no labels bought / every candidate labelled)", choices=QUERIES),
-    "adaptive_round": Field(int, 2, "adaptive: rounds 1..adaptive_round query confident-first, "
-                            "later rounds uncertain-first", min=0),
+    "adaptive_round": Field(int, 2, "adaptive: the first uncertain-first round (rounds count "
+                            "from 1; earlier rounds query confident-first)", min=0),
     "base_epochs": Field(int, 30, "epochs on the initial labelled + unlabelled data before "
                          "round 1", min=0),
     "epochs_per_round": Field(int, 10, "epochs after each query round", min=0),

@@ -52,10 +52,12 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "fms_window": Field(int, None, "N for FMS (default: the stream length)", min=1),
         "fms_scale": Field(float, 1.0, "multiplies N / |C_seen| (the multi-depth code uses 2)",
                            min=1e-9),
-        "importance_period": Field(int, 10, "gradient steps between importance and "
-                                   "pseudo-label updates", min=1),
-        "importance_ema": Field(float, 0.9, "EMA factor of the sample importance", min=0,
-                                max=1),
+        "importance_period": Field(int, 5, "gradient steps between importance and "
+                                   "pseudo-label updates (HLE's pl_fms.py: 5; i-Blurry's "
+                                   "CLIB: 1)", min=1),
+        "importance_ema": Field(float, 0.9, "importance step: s -= (1 - importance_ema) * "
+                                "(loss change - mean(s_drawn) / n_drawn) on the drawn samples",
+                                min=0, max=1),
     }, "PL-FMS (Lee et al. 2023): importance memory, hierarchy-aware pseudo-labels, flexible "
        "memory sampling"),
     "multilane": StrategyEntry("multilane", "clenv.strategies.multilane:MultiLaneStrategy", {
