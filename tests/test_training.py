@@ -295,3 +295,36 @@ def test_recipe_survives_a_crash_and_resume_exactly(tmp_path, monkeypatch):
     Run(cfg).execute(out, resume=True)
     assert _no_wall((out / "metrics.json").read_text()) == _no_wall(
         (ref / "metrics.json").read_text())
+
+
+def test_plfms_preset_trains_with_adam_and_the_adaptive_rate_and_resumes_exactly(tmp_path,
+                                                                                monkeypatch):
+    cfg = {"name": "hle_adaptive", "seed": 0,
+           "scenario": {"generator": "hle", "mode": "single_label", "seed": 0,
+                        "batch_size": 10},
+           "data": {"source": "synthetic", "depth": 2, "branching": [3, 2], "dim": 8,
+                    "separation": [1.0, 1.0], "train_per_class": 40, "test_per_class": 10},
+           "strategy": {"preset": "hle_plfms", "name": "tests.checkpoint_killer:KillingPLFMS",
+                        "importance_period": 1,
+                        "schedule": {"type": "adaptive", "lr_period": 2, "lr_length": 2}},
+           "model": {"name": "mlp", "hidden": [16]}, "budget": {"memory_size": 40},
+           "eval": {"every": 0}, "output": {"plots": False, "checkpoint_every": 50}}
+    cfg = load_config(cfg)
+    assert cfg["strategy"]["optimizer"] == "adam" and cfg["strategy"]["lr"] == 3e-4
+    from clenv.events import EventLog
+    from clenv.runner import episode, make_strategy
+
+    s = make_strategy(cfg["strategy"])
+    episode(cfg, Run(cfg).env, s, EventLog(None), {}, anytime=False)
+    assert isinstance(s.lr_schedule, AdaptiveLR) and s.lr_schedule.count > BURN_IN
+    assert s.optimizer.param_groups[0]["lr"] in (s.lr_schedule.high, s.lr_schedule.low)
+    assert s.lr_schedule.high_window or s.lr_schedule.low_window
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    Run(cfg).execute(ref)
+    monkeypatch.setenv("CLENV_RAISE_LEARN", "15")
+    with pytest.raises(RuntimeError):
+        Run(cfg).execute(out)
+    monkeypatch.delenv("CLENV_RAISE_LEARN")
+    Run(cfg).execute(out, resume=True)
+    assert _no_wall((out / "metrics.json").read_text()) == _no_wall(
+        (ref / "metrics.json").read_text())

@@ -145,6 +145,12 @@ class SupervisedStrategy(Strategy):
 
             raise ConfigError("strategy.schedule.per", "a per-task schedule needs the task "
                               "boundaries", "set scenario.boundaries: exposed, or per: run")
+        if cfg["type"] == "adaptive" and not getattr(type(self), "adaptive_lr", False):
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.schedule.type", f"{type(self).__name__} keeps no "
+                              "importance memory for the adaptive rate to compare",
+                              "use plfms, or another schedule type")
         from clenv.training.optim import build_schedule
 
         return build_schedule(cfg, self.spec, self.params, self.optimizer)

@@ -168,7 +168,10 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
         if name == "joint":
             raise ConfigError(f"{key}.schedule", "joint retrains from scratch at every task end "
                               "with a constant rate", f"remove {key}.schedule")
-        out["schedule"] = validate_schedule(plugins["schedule"], f"{key}.schedule", name)
+        adaptive_ok = ":" in name and getattr(import_target(name, f"{key}.name"),
+                                              "adaptive_lr", False)
+        out["schedule"] = validate_schedule(plugins["schedule"], f"{key}.schedule", name,
+                                            adaptive_ok)
     return out
 
 

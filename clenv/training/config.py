@@ -61,10 +61,12 @@ def validate_augment(section: object, key: str) -> dict:
     return validate(section, AUGMENT_FIELDS, key)
 
 
-def validate_schedule(section: object, key: str, strategy: str) -> dict:
-    """Validate a ``schedule`` mapping for strategy ``strategy``."""
+def validate_schedule(section: object, key: str, strategy: str,
+                      adaptive_ok: bool = False) -> dict:
+    """Validate a ``schedule`` mapping for strategy ``strategy``; ``adaptive_ok`` when the
+    strategy keeps an importance memory (a class with ``adaptive_lr = True``)."""
     out = validate(section, SCHEDULE_FIELDS, key)
-    if out["type"] == "adaptive" and strategy not in ADAPTIVE_LR_STRATEGIES:
+    if out["type"] == "adaptive" and not (adaptive_ok or strategy in ADAPTIVE_LR_STRATEGIES):
         raise ConfigError(f"{key}.type", f"the adaptive rate compares the memory losses of an "
                                          f"importance memory, which {strategy} does not keep",
                           f"use it with {', '.join(ADAPTIVE_LR_STRATEGIES)}, or choose "
