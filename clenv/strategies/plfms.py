@@ -39,6 +39,8 @@ def fms_keep_probability(n: int, first_seen: np.ndarray, n_seen_classes: int, wi
 class PLFMS(SupervisedStrategy):
     """Importance memory + hierarchy-aware pseudo-labels + flexible memory sampling."""
 
+    adaptive_lr = True  # its importance memory feeds CLIB's adaptive rate (clenv.training)
+
     fields = STRATEGIES["plfms"].fields
 
     def setup(self, spec: StrategySpec) -> None:
@@ -102,6 +104,8 @@ class PLFMS(SupervisedStrategy):
         for i in range(n):  # memory update before training, sample by sample
             slots[i] = self.memory.choose_slot(int(units[i]))
             self.memory.put(int(slots[i]), x[i], y[i], int(units[i]), pseudo[i])
+        if hasattr(self.lr_schedule, "note_replaced"):  # CLIB's adaptive rate skips new slots
+            self.lr_schedule.note_replaced(slots)
         loss = None
         for _ in range(self.n_steps(n)):
             keep = np.ones(n, dtype=bool)
@@ -132,6 +136,8 @@ class PLFMS(SupervisedStrategy):
         self.memory.update_importance(self.loss_prev, losses,
                                       self.params.get("importance_ema", 0.9))
         self.loss_prev = losses
+        if hasattr(self.lr_schedule, "observe"):  # CLIB's adaptive rate (clenv.training)
+            self.lr_schedule.observe(losses)
         if self.memory.use_pseudo:
             y = self.memory.y[:n].cpu().numpy()
             self.memory.set_pseudo(self.pseudo_of(self.memory.x[:n], y))

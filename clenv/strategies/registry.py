@@ -11,9 +11,10 @@ from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
 
 OPTIM_FIELDS: dict[str, Field] = {
-    "optimizer": Field(str, "sgd", "optimiser", choices=("sgd", "adam")),
+    "optimizer": Field(str, "sgd", "optimiser", choices=("sgd", "adam", "adamw")),
     "lr": Field(float, 0.05, "learning rate", min=0),
     "momentum": Field(float, 0.0, "SGD momentum", min=0, max=1),
+    "nesterov": Field(bool, False, "SGD: Nesterov momentum (needs momentum > 0)"),
     "weight_decay": Field(float, 0.0, "L2 penalty", min=0),
     "updates_per_sample": Field(float, None, "gradient steps per stream sample "
                                 "(default: one step per Env batch)", min=0),
@@ -128,20 +129,27 @@ def validate_strategy(section: dict, key: str = "strategy") -> dict:
     if not fields and ":" in entry.name:  # a user class without a schema: pass params through
         return dict(section)
     plugins = {k: params.pop(k) for k in PLUGIN_KEYS if k in params}
-    return {"name": entry.name, **validate(params, fields, key),
-            **validate_plugins(entry.name, plugins, key)}
+    out = {"name": entry.name, **validate(params, fields, key),
+           **validate_plugins(entry.name, plugins, key)}
+    if out.get("nesterov") and not out.get("momentum"):
+        raise ConfigError(f"{key}.nesterov", "Nesterov momentum needs a momentum, got "
+                          f"momentum {out.get('momentum')!r}", f"set {key}.momentum > 0")
+    return out
 
 
-# head and forgetting plug-ins: common to every strategy built on SupervisedStrategy
-PLUGIN_KEYS = ("head", "forgetting")
+# head and forgetting plug-ins, augmentation and learning-rate schedules: common to every
+# strategy built on SupervisedStrategy
+PLUGIN_KEYS = ("head", "forgetting", "augment", "schedule")
 # strategies that build their own model and head, or train outside SupervisedStrategy.step
 _OWN_MODEL = ("multilane", "avalanche", "agcd")
 
 
 def validate_plugins(name: str, plugins: dict, key: str) -> dict:
-    """Validate the ``head`` and ``forgetting`` sections (left out when absent or null)."""
+    """Validate the ``head``, ``forgetting``, ``augment`` and ``schedule`` sections (left out
+    when absent or null)."""
     from clenv.language.config import validate_head
     from clenv.plugins.config import validate_forgetting
+    from clenv.training.config import validate_augment, validate_schedule
 
     for k, v in plugins.items():
         if v is not None and name in _OWN_MODEL:
@@ -154,6 +162,16 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
         out["forgetting"] = validate_forgetting(
             plugins["forgetting"], f"{key}.forgetting",
             out["head"]["type"] if "head" in out else "linear")
+    if plugins.get("augment") is not None:
+        out["augment"] = validate_augment(plugins["augment"], f"{key}.augment")
+    if plugins.get("schedule") is not None:
+        if name == "joint":
+            raise ConfigError(f"{key}.schedule", "joint retrains from scratch at every task end "
+                              "with a constant rate", f"remove {key}.schedule")
+        adaptive_ok = ":" in name and getattr(import_target(name, f"{key}.name"),
+                                              "adaptive_lr", False)
+        out["schedule"] = validate_schedule(plugins["schedule"], f"{key}.schedule", name,
+                                            adaptive_ok)
     return out
 
 
