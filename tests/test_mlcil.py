@@ -621,6 +621,29 @@ def test_real_presets_need_a_root(name: str, n_tasks: int, tmp_path: Path, capsy
     assert env.stream.n_tasks == n_tasks and env.n_classes == (80 if "coco" in name else 20)
 
 
+@pytest.mark.parametrize(("name", "counts", "lr", "clip"), [
+    ("mlcil_coco_b0_c10", 20, 0.015, 0.0), ("mlcil_coco_b40_c10", 20, 0.015, 0.0),
+    ("mlcil_voc_b0_c4", 10, 0.05, 0.0), ("mlcil_voc_b10_c2", 10, 0.05, 0.0),
+    ("mlcil_canvas", 10, 0.03, 1.0), ("mlcil_digits", 10, 0.03, 1.0)])
+def test_multilane_presets_of_the_ready_files(name: str, counts: int, lr: float,
+                                              clip: float) -> None:
+    """COCO: the official configs/coco.py (20 selectors, 20 prompts, lr 0.03 x 128/256); VOC:
+    configs/voc.py (10, 10, lr 0.05 x 256/256); no clipping, cosine schedule. The simulated
+    canvas and digit scenarios keep the calibrated preset."""
+    st = load_config(str(SCENARIOS / f"{name}.yaml"))["strategy"]
+    assert st["name"] == "multilane" and st["schedule"] == "cosine" and st["prompt_layers"] == 5
+    assert (st["n_selectors"], st["n_prompts"], st["lr"], st["grad_clip"]) == \
+        (counts, counts, lr, clip)
+
+
+def test_clenv_list_shows_the_multilane_presets(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    presets = out[out.index("strategy presets"):out.index("models:")]
+    for stem in ("multilane", "multilane_coco", "multilane_voc", "er_bce"):
+        assert f"\n  {stem} " in presets, stem
+
+
 def test_coco_small_fixture_runs_with_own_split(tmp_path: Path) -> None:
     root = coco_fixture(tmp_path, n_cat=6)
     path = str(SCENARIOS / "mlcil_coco_b0_c10.yaml")
