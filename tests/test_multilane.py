@@ -146,6 +146,25 @@ def test_lane_cls_starts_from_the_raw_cls_token():
     assert not torch.allclose(cls0[0], frozen_tokens(m.vit, x)[0][:, 0])
 
 
+def test_head_takes_the_l2_normalised_final_norm_lane_cls_and_sums_masked_lanes():
+    """Official vision_transformer.py (forward_features, forward_head with head_mode 'concat'
+    and normalize 'pre-head'): final norm on each lane's CLS, L2 normalisation, the one shared
+    head, each lane's logits multiplied by its task's class mask, summed over lanes."""
+    m = model_with(3)
+    x = images()
+    m.trace = []
+    with torch.no_grad():
+        out = m(x)
+        cls = m.trace[-1][0]  # (L, B, D) after the last block
+        feat = F.layer_norm(cls, (32,), m.vit.norm.weight, m.vit.norm.bias, m.vit.norm.eps)
+        feat = feat / feat.norm(dim=-1, keepdim=True)
+        logits = feat @ m.head.weight.T + m.head.bias  # (L, B, C)
+        mask = torch.zeros(3, C)
+        for t, cls_t in enumerate(TASKS):
+            mask[t, cls_t] = 1.0
+        torch.testing.assert_close(out, (logits * mask[:, None]).sum(0), atol=1e-6, rtol=1e-5)
+
+
 def test_without_drop_and_replace_the_summaries_travel_on():
     """drop_replace=False is the official --disable_dandr ablation: summaries in block 0 only,
     then [CLS, summary outputs] go through the later blocks as ordinary tokens."""
