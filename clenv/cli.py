@@ -125,6 +125,10 @@ def cmd_list(_: argparse.Namespace) -> int:
     print("strategies:")
     for s in STRATEGIES.values():
         print(f"  {s.name:28s} {s.doc}")
+    print("strategy presets (strategies/*.yaml, --strategy NAME):")
+    for f in sorted(clenv.STRATEGY_DIR.glob("*.yaml")):
+        first = f.read_text().splitlines()[0] if f.stat().st_size else ""
+        print(f"  {f.stem:28s} {first.lstrip('# ').strip()}")
     print("models:")
     for m in MODELS.values():
         print(f"  {m.name:28s} {m.doc}")

@@ -65,7 +65,13 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "n_selectors": Field(int, 10, "selector tokens per lane (S)", min=1),
         "n_prompts": Field(int, 10, "prefix prompts per layer (P)", min=0),
         "prompt_layers": Field(int, 5, "blocks with task prompts (capped at the depth)", min=0),
-        "grad_clip": Field(float, 1.0, "gradient norm clip", min=0),
+        "grad_clip": Field(float, 1.0, "gradient norm clip (0: none, as the official code)",
+                           min=0),
+        "schedule": Field(str, "cosine", "learning rate per epoch of a task: cosine "
+                          "(CosineAnnealingLR, T_max = scenario.epochs, as the official code) or "
+                          "constant", choices=("cosine", "constant")),
+        "drop_replace": Field(bool, True, "drop & replace (official); false: the official "
+                              "--disable_dandr ablation"),
         "updates_per_sample": Field(float, None, "gradient steps per stream sample "
                                     "(default: one step per Env batch)", min=0),
     }, "MULTI-LANE (De Min et al. 2024): frozen ViT, one lane of selector tokens and prompts "
