@@ -1,5 +1,9 @@
 """Load, merge and validate a run config: YAML file or dict, strategy presets, ``--set``
-overrides. Every problem is a ConfigError naming the dotted key path."""
+overrides. Every problem is a ConfigError naming the dotted key path.
+
+Path fields (schema kind PATH) are made absolute: relative paths written in a YAML file join that
+file's folder, ``--set`` paths join the working directory, so the saved config.yaml (and
+``--resume``) works from anywhere."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from clenv.config.schema import Field, check_value, validate
+from clenv.config.schema import Field, check_value, path_bases, validate
 from clenv.errors import ConfigError
 
 TOP_FIELDS: dict[str, Field] = {
@@ -157,8 +161,25 @@ def resolve_strategy(spec: Any, config_dir: Path | None, key: str = "strategy") 
 
 
 def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = None,
-                strategy: str | None = None, seed: int | None = None) -> dict:
-    """Return the fully resolved, validated config (re-running it reproduces the run)."""
+                strategy: str | None = None, seed: int | None = None, *,
+                base_dir: str | os.PathLike | None = None,
+                path_anchors: dict[str, str | os.PathLike] | None = None) -> dict:
+    """Return the fully resolved, validated config (re-running it reproduces the run).
+
+    Relative path values join the config file's folder (a mapping: ``base_dir``, default the
+    working directory); those set by ``overrides`` join the working directory, and those under
+    a key of ``path_anchors`` (dotted key -> folder) join that folder."""
+    anchors = dict(path_anchors or {})
+    for path, _ in parse_overrides(overrides):
+        anchors[_dotted(path)] = Path.cwd()
+    if not isinstance(source, dict):
+        base_dir = Path(source).expanduser().resolve().parent
+    with path_bases(base_dir, anchors):
+        return _load_config(source, overrides, strategy, seed)
+
+
+def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
+                 strategy: str | None, seed: int | None) -> dict:
     from clenv.data.registry import SOURCES
     from clenv.models.registry import validate_model
     from clenv.scenarios.registry import validate_scenario

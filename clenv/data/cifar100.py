@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.pool import Pool, limit_per_class
 from clenv.errors import DataError
 
@@ -19,7 +19,7 @@ NEEDS_ROOT = True
 DOC = "CIFAR-100 python pickles (train, test, meta) in data.root or data.root/cifar-100-python."
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, doc="folder holding cifar-100-python/ or its train, test and meta files"),
+    "root": Field(PATH, doc="folder holding cifar-100-python/ or its train, test and meta files"),
     "seed": Field(int, 0, "random seed of subsampling"),
     "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
                                  min=1, nullable=True),

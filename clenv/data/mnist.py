@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.digits import DIGIT_NAMES
 from clenv.data.pool import Pool, check_fraction, limit_per_class, seeded_split
 from clenv.errors import DataError
@@ -23,7 +23,7 @@ NEEDS_ROOT = True
 DOC = "MNIST from its IDX files (plain or .gz) in data.root or data.root/MNIST/raw."
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, doc="folder holding the MNIST IDX files (or their MNIST/raw subfolder)"),
+    "root": Field(PATH, doc="folder holding the MNIST IDX files (or their MNIST/raw subfolder)"),
     "seed": Field(int, 0, "random seed of the split (test-only roots) and of subsampling"),
     "test_fraction": Field(float, 0.2, "share of each class held out for test when only one "
                                        "pair of files is present, in (0, 1)"),

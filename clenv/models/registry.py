@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import PATH, Field, validate
 from clenv.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ MODELS: dict[str, ModelEntry] = {
         "embed_dim": Field(int, 64, "token width", min=8),
         "depth": Field(int, 4, "transformer blocks", min=1),
         "num_heads": Field(int, 4, "attention heads", min=1),
-        "weights": Field(str, None, "a local state-dict file (.pt/.pth/.safetensors)"),
+        "weights": Field(PATH, None, "a local state-dict file (.pt/.pth/.safetensors)"),
         "pretrain": Field(dict, None, "pretrain on another data source first: {data, epochs, "
                           "lr, batch_size}"),
     }, "small timm ViT (optionally pretrained on a disjoint pool) with a linear head"),
