@@ -147,9 +147,10 @@ def resume_cli(args) -> int:
 
     if args.resume is None:
         raise UserError("run: give a CONFIG file, or --resume DIR to continue a run")
-    if args.config or args.strategy or args.seed is not None or args.sets or args.out:
-        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set or --out: "
-                        "the run continues with DIR/config.yaml")
+    if (args.config or args.strategy or args.seed is not None or args.sets or args.out
+            or getattr(args, "loggers", None)):
+        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set, --out or "
+                        "--logger: the run continues with DIR/config.yaml")
     out = Path(args.resume)
     if not (out / "config.yaml").is_file():
         raise UserError(f"--resume {out}: no config.yaml there; give a results folder written "

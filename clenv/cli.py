@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="DIR", help="continue the run in results folder DIR "
                    "from its last checkpoint (output.checkpoint_every); no CONFIG then")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    r.add_argument("--logger", dest="loggers", action="append", default=[],
+                   choices=("tensorboard", "csv"), help="also write every evaluation to this "
+                   "logger (repeatable; adds to output.loggers)")
     c = sub.add_parser("check", help="validate a config without running it")
     config_args(c)
     sub.add_parser("list", help="scenarios, datasets, strategies, models and metrics")
@@ -58,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace) -> dict:
     from clenv.config.loader import load_config
 
-    return load_config(args.config, overrides=args.sets, strategy=args.strategy, seed=args.seed)
+    return load_config(args.config, overrides=args.sets, strategy=args.strategy, seed=args.seed,
+                       loggers=getattr(args, "loggers", None))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
