@@ -165,7 +165,9 @@ def resume_cli(args) -> int:
     if not supports_checkpoint(strategy):
         refuse(cfg, strategy, "--resume")
     had = (out / CHECKPOINT_NAME).is_file()
-    metrics = Run(cfg).execute(out, resume=True)
+    from clenv.progress import wants_progress
+
+    metrics = Run(cfg).execute(out, resume=True, progress=wants_progress(args.quiet))
     if not args.quiet:
         how = "resumed from its checkpoint" if had else "rerun from the start (no checkpoint)"
         acc = metrics.get("final_accuracy")

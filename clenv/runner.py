@@ -320,9 +320,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         record("init")
     bar = None
     if progress:
-        from tqdm import tqdm
+        from clenv.progress import progress_bar
 
-        bar = tqdm(total=stream.length, unit="samples", desc=cfg["name"], leave=False)
+        bar = progress_bar(stream.length, "samples", cfg["name"])
     task_ends = stream.task_ends.tolist()
     next_task = 0  # index of the next task end to reach
     next_eval = every if every else None
@@ -363,8 +363,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         state["reward_sum"] += reward
         pos = env.position
         if bar is not None and state["steps"] % 50 == 0:
-            bar.n = pos
-            bar.refresh()
+            bar.update(pos - bar.n)  # drawn after the bar's delay, at most ~10 times a second
         # task ends first: a task hook (e.g. joint's retraining) is part of reaching pos
         while next_task < T and pos >= task_ends[next_task]:
             wall["train"] += time.perf_counter() - tt
@@ -391,6 +390,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     if every and env.position % every:  # A_last is the accuracy at the end of the stream
         record("anytime")
     if bar is not None:
+        bar.update(env.position - bar.n)
         bar.close()
     counters = strategy.counters()
     if save_scores and out is not None:
