@@ -143,3 +143,16 @@ def test_ready_scenario_runs_from_another_directory(name: str, sets: list[str], 
         args += ["--set", s]
     assert main(args) == 0
     assert (tmp_path / "res" / "metrics.json").is_file()
+
+
+def test_pretraining_data_paths_join_the_yaml_folder(tmp_path: Path, monkeypatch) -> None:
+    """model.pretrain.data is validated when the model is built; its paths are fixed at load
+    time, against the same folder as the rest of the file."""
+    cfg_file = _write(tmp_path / "configs" / "vit.yaml", {
+        "model": {"name": "vit", "pretrain": {"data": {"source": "canvas", "glyphs": "mnist",
+                                                       "root": "glyphs", "tree": None}}}})
+    monkeypatch.chdir(tmp_path)
+    data = load_config(cfg_file)["model"]["pretrain"]["data"]
+    assert data["root"] == str(tmp_path / "configs" / "glyphs") and data["tree"] is None
+    data = load_config(cfg_file, overrides=["model.pretrain.data.root=g2"])["model"]["pretrain"]
+    assert data["data"]["root"] == str(tmp_path / "g2")

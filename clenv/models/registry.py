@@ -44,4 +44,23 @@ def validate_model(section: dict | None, key: str = "model") -> dict:
         raise ConfigError(f"{key}.name", f"unknown model {name!r}",
                           f"expected one of: {', '.join(MODELS)}")
     params = {k: v for k, v in section.items() if k != "name"}
-    return {"name": name, **validate(params, MODELS[name].fields, key)}
+    out = {"name": name, **validate(params, MODELS[name].fields, key)}
+    if isinstance(out.get("pretrain"), dict):
+        out["pretrain"] = _pretrain_paths(out["pretrain"], f"{key}.pretrain")
+    return out
+
+
+def _pretrain_paths(pretrain: dict, key: str) -> dict:
+    """The pretraining data section (validated when the model is built) with its path fields
+    made absolute now, against the same folder as the rest of the config."""
+    from clenv.config.schema import resolve_path
+    from clenv.data.registry import SOURCES
+
+    data = pretrain.get("data")
+    source = SOURCES.get(data.get("source")) if isinstance(data, dict) else None
+    if source is None:
+        return pretrain
+    fixed = {k: resolve_path(v, f"{key}.data.{k}")
+             if source.fields.get(k) is not None and source.fields[k].kind == PATH
+             and isinstance(v, str) else v for k, v in data.items()}
+    return {**pretrain, "data": fixed}
