@@ -174,3 +174,39 @@ def test_bad_logger_on_the_command_line_writes_nothing(tmp_path: Path, capsys) -
               "--out", str(tmp_path / "x")])
     assert exc.value.code == 2 and not (tmp_path / "x").exists()
     assert "invalid choice" in capsys.readouterr().err
+
+
+def _csv_without_wall(out: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall"} for r in _csv(out)]
+
+
+def test_crash_then_resume_writes_the_same_logs(small_cfg, tmp_path: Path, monkeypatch) -> None:
+    """A run that crashes after a checkpoint and is resumed ends with the CSV and TensorBoard
+    scalars of the uninterrupted run: the loggers replay the log the checkpoint kept (the
+    train_loss accumulators are part of the checkpoint)."""
+    require("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config({**small_cfg, "strategy": {"name": "tests.checkpoint_killer:KillingNaive",
+                                                 "optimizer": "adam", "lr": 0.01},
+                       "eval": {"every": 40},
+                       "output": {"plots": False, "checkpoint_every": 30,
+                                  "loggers": ["csv", "tensorboard"]}})
+    ref = tmp_path / "ref"
+    Run(cfg).execute(ref)
+    out = tmp_path / "crashed"
+    monkeypatch.setenv("CLENV_RAISE_LEARN", "23")
+    with pytest.raises(RuntimeError, match="learn call 23"):
+        Run(cfg).execute(out)
+    assert (out / "checkpoint.pt").is_file()
+    monkeypatch.delenv("CLENV_RAISE_LEARN")
+    Run(cfg).execute(out, resume=True)
+    assert _csv_without_wall(out) == _csv_without_wall(ref)
+    scalars = []
+    for d in (ref, out):
+        assert len(list((d / "tensorboard").iterdir())) == 1  # the crashed run's file is gone
+        acc = EventAccumulator(str(d / "tensorboard"))
+        acc.Reload()
+        scalars.append({t: [(s.step, s.value) for s in acc.Scalars(t)]
+                        for t in acc.Tags()["scalars"]})
+    assert scalars[0] == scalars[1] and scalars[0]["train_loss"]
