@@ -147,9 +147,10 @@ def resume_cli(args) -> int:
 
     if args.resume is None:
         raise UserError("run: give a CONFIG file, or --resume DIR to continue a run")
-    if args.config or args.strategy or args.seed is not None or args.sets or args.out:
-        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set or --out: "
-                        "the run continues with DIR/config.yaml")
+    if (args.config or args.strategy or args.seed is not None or args.sets or args.out
+            or getattr(args, "loggers", None)):
+        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set, --out or "
+                        "--logger: the run continues with DIR/config.yaml")
     out = Path(args.resume)
     if not (out / "config.yaml").is_file():
         raise UserError(f"--resume {out}: no config.yaml there; give a results folder written "
@@ -164,7 +165,9 @@ def resume_cli(args) -> int:
     if not supports_checkpoint(strategy):
         refuse(cfg, strategy, "--resume")
     had = (out / CHECKPOINT_NAME).is_file()
-    metrics = Run(cfg).execute(out, resume=True)
+    from clenv.progress import wants_progress
+
+    metrics = Run(cfg).execute(out, resume=True, progress=wants_progress(args.quiet))
     if not args.quiet:
         how = "resumed from its checkpoint" if had else "rerun from the start (no checkpoint)"
         acc = metrics.get("final_accuracy")

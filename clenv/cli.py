@@ -13,15 +13,30 @@ import sys
 from pathlib import Path
 
 from clenv.errors import EnvironmentFailure, UserError
+from clenv.progress import wants_progress
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "online_accuracy", "intransigence", "map",
                 "average_map", "cf1", "of1", "gcd_all", "gcd_old", "gcd_new", "novel_coverage")
 
 
+EXIT_CODES = """exit status:
+  0    success
+  1    environment failure: a run crashed or a sweep run failed, a missing file,
+       package or device outside the config's control
+  2    user error: a bad config, option or data root (one line on stderr;
+       no results files written)
+  130  interrupted (Ctrl-C)"""
+
+
 def _parser() -> argparse.ArgumentParser:
+    from clenv import __version__
+
     p = argparse.ArgumentParser(prog="clenv", description="Continual-learning simulation "
-                                "environment: YAML scenarios, pluggable strategies, metrics.")
+                                "environment: YAML scenarios, pluggable strategies, metrics.",
+                                epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"clenv {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def config_args(sp: argparse.ArgumentParser, optional: bool = False) -> None:
@@ -38,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="DIR", help="continue the run in results folder DIR "
                    "from its last checkpoint (output.checkpoint_every); no CONFIG then")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    r.add_argument("--logger", dest="loggers", action="append", default=[],
+                   choices=("tensorboard", "csv"), help="also write every evaluation to this "
+                   "logger (repeatable; adds to output.loggers)")
     c = sub.add_parser("check", help="validate a config without running it")
     config_args(c)
     sub.add_parser("list", help="scenarios, datasets, strategies, models and metrics")
@@ -58,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace) -> dict:
     from clenv.config.loader import load_config
 
-    return load_config(args.config, overrides=args.sets, strategy=args.strategy, seed=args.seed)
+    return load_config(args.config, overrides=args.sets, strategy=args.strategy, seed=args.seed,
+                       loggers=getattr(args, "loggers", None))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -89,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     make_strategy(cfg["strategy"])
     created = not out.exists()
     try:
-        metrics = run.execute(out, progress=not args.quiet and sys.stderr.isatty())
+        metrics = run.execute(out, progress=wants_progress(args.quiet))
     except UserError:
         if created:
             shutil.rmtree(out, ignore_errors=True)

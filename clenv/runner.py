@@ -23,6 +23,7 @@ from clenv.env import ContinualEnv
 from clenv.evaluator import Evaluator
 from clenv.events import EventLog
 from clenv.hier_evaluator import HierarchyEvaluator
+from clenv.loggers import close_loggers, open_loggers
 from clenv.metrics.summary import summarize
 from clenv.ml_evaluator import MultiLabelEvaluator
 from clenv.scenarios.registry import build_stream
@@ -126,6 +127,8 @@ class Run:
         saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
         log = (resumed.event_log(out / "events.jsonl") if resumed is not None
                else EventLog(out / "events.jsonl" if out is not None else None))
+        loggers = (open_loggers(cfg["output"]["loggers"], out, log) if out is not None
+                   else [])  # written inside the folder, closed before metrics.json
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
@@ -149,6 +152,7 @@ class Run:
             log.write({"type": "end", **end, "wall": wall})
         finally:
             log.close()
+            close_loggers(loggers)
         metrics = summarize(log.records)
         if self.validation_pool is not None:
             from clenv.validation import validation_metrics
@@ -278,7 +282,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     exposed = sc["boundaries"] == "exposed"
     save_scores = cfg["output"]["save_scores"]
     scores_store: dict[str, np.ndarray] = {}
-    state = {"steps": 0, "reward_sum": 0.0}
+    state = {"steps": 0, "reward_sum": 0.0, "loss_sum": 0.0, "loss_count": 0}
     t_start = time.perf_counter()
 
     def record(kind: str, **extra) -> None:
@@ -301,7 +305,10 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
                "seen": np.flatnonzero(units).tolist(), "counts": counts,
                "online": {"correct": env.online_correct, "count": env.online_count},
                "reward_sum": state["reward_sum"], "budget": strategy.counters(),
+               "train_loss": (state["loss_sum"] / state["loss_count"] if state["loss_count"]
+                              else None),  # mean of learn()'s losses since the last eval
                "wall": round(time.perf_counter() - t_start, 6), **extra}
+        state["loss_sum"], state["loss_count"] = 0.0, 0
         log.write(rec)
         if val_evaluator is not None and kind in ("init", "task_end"):
             vcounts, _ = val_evaluator.evaluate(strategy, seen, task_aware=True,
@@ -313,9 +320,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         record("init")
     bar = None
     if progress:
-        from tqdm import tqdm
+        from clenv.progress import progress_bar
 
-        bar = tqdm(total=stream.length, unit="samples", desc=cfg["name"], leave=False)
+        bar = progress_bar(stream.length, "samples", cfg["name"])
     task_ends = stream.task_ends.tolist()
     next_task = 0  # index of the next task end to reach
     next_eval = every if every else None
@@ -344,7 +351,10 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         else:
             action = _argmax(scores)
         new_obs, reward, terminated, _, info = env.step(action)
-        strategy.learn(obs, info)
+        losses = strategy.learn(obs, info)
+        if losses and losses.get("loss") is not None:
+            state["loss_sum"] += float(losses["loss"])
+            state["loss_count"] += 1
         for ev in getattr(strategy, "drain_events", list)():  # plug-in events (resets)
             log.write({"type": "event", **ev, "samples": env.position,
                        "env_step": state["steps"] + 1})
@@ -353,8 +363,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         state["reward_sum"] += reward
         pos = env.position
         if bar is not None and state["steps"] % 50 == 0:
-            bar.n = pos
-            bar.refresh()
+            bar.update(pos - bar.n)  # drawn after the bar's delay, at most ~10 times a second
         # task ends first: a task hook (e.g. joint's retraining) is part of reaching pos
         while next_task < T and pos >= task_ends[next_task]:
             wall["train"] += time.perf_counter() - tt
@@ -381,6 +390,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     if every and env.position % every:  # A_last is the accuracy at the end of the stream
         record("anytime")
     if bar is not None:
+        bar.update(env.position - bar.n)
         bar.close()
     counters = strategy.counters()
     if save_scores and out is not None:

@@ -124,6 +124,11 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
         evaluate(0)
         rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6CD]))
         bought = np.zeros(0, dtype=np.int64)  # candidate positions labelled so far
+        bar = None
+        if progress:
+            from clenv.progress import progress_bar
+
+            bar = progress_bar(env.R, "round", cfg["name"])
         for r in range(1, env.R + 1):  # query rounds count from 1, as train_al_ema.py's loop
             tq = time.perf_counter()
             query = params["query"]
@@ -158,8 +163,10 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
             learner.train(params["epochs_per_round"])
             wall["train"] += time.perf_counter() - tt
             evaluate(r)
-            if progress:
-                print(f"round {r}/{env.R} done", flush=True)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         wall["total"] = time.perf_counter() - t0
         log.write({"type": "end", "budget": learner.counters(), "wall": wall})
     finally:

@@ -19,7 +19,6 @@ from clenv.models.build import build_model
 from clenv.models.multihead import MultiHead
 from clenv.strategies.spec import StrategySpec
 
-
 STREAM_FAMILIES = ("single_label", "hierarchical", "multi_label")
 
 

@@ -29,19 +29,22 @@ def available_cores() -> int:
 
 
 def run_local(runs: list[RunSpec], run_dirs: dict[str, Path], threads: int,
-              workers: int | None, on_result: OnResult) -> None:
+              workers: int | None, on_result: OnResult, run_bars: bool = False) -> None:
     """A spawn-context process pool of ``workers`` processes (default: cores // threads).
-    Spawned workers are fresh interpreters, so PYTHONHASHSEED from worker_env takes effect."""
+    Spawned workers are fresh interpreters, so PYTHONHASHSEED from worker_env takes effect.
+    ``run_bars``: each run draws its progress bar too, when runs go one at a time."""
     if not runs:
         return
     n = workers or max(1, available_cores() // threads)
     n = max(1, min(n, len(runs)))
+    bars = run_bars and n == 1
     env = worker_env(threads)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(execute_run, r.config, str(run_dirs[r.id])): r for r in runs}
+            futures = {pool.submit(execute_run, r.config, str(run_dirs[r.id]), bars): r
+                       for r in runs}
             try:
                 for fut in as_completed(futures):
                     run = futures[fut]

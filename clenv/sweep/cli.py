@@ -20,6 +20,8 @@ def add_sweep_parser(sub) -> None:
     sw.add_argument("--workers", type=int, help="local: parallel runs (default: cores // "
                     "threads)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars, per-run lines or "
+                    "summary (errors still go to stderr)")
 
 
 def add_compare_args(cp: argparse.ArgumentParser) -> None:
@@ -47,10 +49,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{r.id}  " + " ".join(f"{k}={v}" for k, v in r.params.items()))
         print(f"{len(sweep.runs)} runs; would write {out}")
         return 0
+    from clenv.progress import wants_progress
     from clenv.sweep.driver import run_sweep
 
+    quiet = getattr(args, "quiet", False)
     index = run_sweep(sweep, out, backend=args.backend, address=args.address,
-                      workers=args.workers)
+                      workers=args.workers, echo=(lambda *_: None) if quiet else print,
+                      progress=wants_progress(quiet))
     return 1 if any(e["status"] == "failed" for e in index["runs"]) else 0
 
 

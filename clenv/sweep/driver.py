@@ -24,8 +24,10 @@ BACKENDS = ("local", "ray")
 
 def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
               address: str | None = None, workers: int | None = None,
-              echo=print) -> dict:
-    """Run every incomplete run of ``sweep`` into ``out``; return the final index."""
+              echo=print, progress: bool = False) -> dict:
+    """Run every incomplete run of ``sweep`` into ``out``; return the final index.
+    ``progress``: one bar of runs done, with an ETA (and each run's own bar when the local
+    backend runs one at a time); the per-run lines are then written above the bar."""
     from clenv.sweep.backends import run_local, run_ray
 
     if backend not in BACKENDS:
@@ -46,6 +48,13 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
          f"{len(todo)} to run ({backend})")
     t0 = time.perf_counter()
     finished = [0]
+    bar, say = None, echo
+    if progress and todo:
+        from clenv.progress import progress_bar
+
+        bar = progress_bar(len(todo), "run", f"sweep {sweep.name}", leave=True)
+        if echo is print:
+            say = bar.write  # per-run lines above the bar
 
     def on_result(run, result: dict) -> None:
         e = entries[run.id]
@@ -57,13 +66,20 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
                 if isinstance(result.get("final_accuracy"), float) else "")
         if result["status"] == "failed":
             what = f"FAILED: {result['error']}"
-        echo(f"[{finished[0]}/{len(todo)}] {run.id} {result['status']} {what} "
-             f"({time.perf_counter() - t0:.1f} s)")
+        say(f"[{finished[0]}/{len(todo)}] {run.id} {result['status']} {what} "
+            f"({time.perf_counter() - t0:.1f} s)")
+        if bar is not None:
+            bar.update(1)
 
-    if backend == "ray":
-        run_ray(todo, run_dirs, sweep.threads, sweep.resources, address, on_result)
-    else:
-        run_local(todo, run_dirs, sweep.threads, workers or sweep.workers, on_result)
+    try:
+        if backend == "ray":
+            run_ray(todo, run_dirs, sweep.threads, sweep.resources, address, on_result)
+        else:
+            run_local(todo, run_dirs, sweep.threads, workers or sweep.workers, on_result,
+                      run_bars=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     failed = [e["id"] for e in index["runs"] if e["status"] == "failed"]
     if sweep.select is not None:
         from clenv.sweep.select import write_selection

@@ -14,7 +14,7 @@ from pathlib import Path
 from clenv.atomic import write_json_atomic
 
 ERROR_NAME = "error.json"
-WORKER_ENV = {"PYTHONHASHSEED": "0"}
+WORKER_ENV = {"PYTHONHASHSEED": "0", "CLENV_BAR_POSITION": "1"}  # a run's bar under the sweep's
 
 
 def worker_env(threads: int) -> dict[str, str]:
@@ -23,8 +23,9 @@ def worker_env(threads: int) -> dict[str, str]:
     return {**WORKER_ENV, "OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t}
 
 
-def execute_run(cfg: dict, run_dir: str) -> dict:
-    """Run ``cfg`` into ``run_dir`` (continuing from its checkpoint if it has one). Returns
+def execute_run(cfg: dict, run_dir: str, progress: bool = False) -> dict:
+    """Run ``cfg`` into ``run_dir`` (continuing from its checkpoint if it has one; with
+    ``progress``, drawing the run's bar on stderr). Returns
     {"status": "complete", "final_accuracy": ...} or {"status": "failed", "error": one line};
     a failure also writes run_dir/error.json with the traceback."""
     out = Path(run_dir)
@@ -36,7 +37,7 @@ def execute_run(cfg: dict, run_dir: str) -> dict:
         torch.set_num_threads(cfg["threads"])
         from clenv.runner import Run
 
-        metrics = Run(cfg).execute(out, resume=True)
+        metrics = Run(cfg).execute(out, resume=True, progress=progress)
     except Exception as exc:  # noqa: BLE001 - a crashing run is recorded, the sweep goes on
         line = " ".join(f"{type(exc).__name__}: {exc}".split())
         write_json_atomic(out / ERROR_NAME, {"error": line, "traceback": traceback.format_exc(),
