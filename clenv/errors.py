@@ -1,4 +1,5 @@
-"""Errors a user can cause. The CLI prints their one-line message and exits 2."""
+"""Errors a user can cause (the CLI prints their one-line message and exits 2), and failures of
+the environment (one line, exit 1)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,12 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data root or file is missing or malformed."""
+
+
+class EnvironmentFailure(Exception):
+    """The machine failed the run (a full disk, a quota, a download that fails): not the user's
+    input. The CLI prints the one-line message and exits 1; the results folder is left without
+    metrics.json (incomplete) and without temp files."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
