@@ -57,8 +57,8 @@ def run_local(runs: list[RunSpec], run_dirs: dict[str, Path], threads: int,
             alone = [r for r in pending if strikes[r.id] >= 2]
             shared = [r for r in pending if strikes[r.id] < 2]
             pending = []
-            for run in alone:
-                if _pool([run], run_dirs, 1, on_result, force):
+            for i in range(0, len(alone), n):  # up to n lone pools side by side
+                for run in _lone_pools(alone[i:i + n], run_dirs, on_result, force):
                     on_result(run, {"status": "failed", "error": f"{DIED}; it did so again "
                                     "when rerun alone (2 retries)"})
             if not shared:
@@ -81,6 +81,33 @@ def run_local(runs: list[RunSpec], run_dirs: dict[str, Path], threads: int,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _lone_pools(runs: list[RunSpec], run_dirs: dict[str, Path], on_result: OnResult,
+                force: bool) -> list[RunSpec]:
+    """Each run on a pool of its own (the pools side by side); return the runs whose pool
+    broke."""
+    ctx = mp.get_context("spawn")
+    pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in runs]
+    broken: list[RunSpec] = []
+    try:
+        futures = {pool.submit(execute_run, r.config, str(run_dirs[r.id]), force): r
+                   for pool, r in zip(pools, runs, strict=True)}
+        for fut in as_completed(futures):
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                broken.append(futures[fut])
+                continue
+            on_result(futures[fut], result)
+    except KeyboardInterrupt:
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True)
+    return broken
 
 
 def _pool(runs: list[RunSpec], run_dirs: dict[str, Path], n: int, on_result: OnResult,
