@@ -116,8 +116,8 @@ class Run:
         if out_dir is None:
             return self._execute(None, progress=progress, resume=resume)
         out = Path(out_dir)
+        results.refuse_foreign(out, results.run_files(), force)  # before the lock file
         with results.FolderLock(out), results.guard_writes(out):
-            results.refuse_foreign(out, results.run_files(), force)
             return self._execute(out, progress=progress, resume=resume)
 
     def _execute(self, out: Path | None, *, progress: bool, resume: bool) -> dict:

@@ -46,9 +46,10 @@ def _write(path: Path, cfg: dict) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (relative name -> bytes): 'touches nothing' compares these."""
+    """Every file under ``folder`` (relative name -> bytes) but the lock file, whose content
+    is the pid of its last holder: 'touches nothing' compares these."""
     return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".clenv.lock"}
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

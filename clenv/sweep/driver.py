@@ -33,8 +33,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
     if backend not in BACKENDS:
         raise UserError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     out = Path(out)
+    results.refuse_foreign(out, results.SWEEP_FILES, force)  # before the lock file
     with results.FolderLock(out):
-        results.refuse_foreign(out, results.SWEEP_FILES, force)
         results.clean_temp(out)
         return _run_sweep(sweep, out, backend=backend, address=address, workers=workers,
                           echo=echo, force=force)
