@@ -168,17 +168,21 @@ def figure_out(out: str | None, default: Path) -> Path:
     return path
 
 
-def _plot_runs(dirs: list[str]) -> list[str]:
-    """The scenario family of every folder (one line for a damaged, foreign or older
-    folder, and for runs of different families)."""
+def _plot_runs(dirs: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """The scenario family of every folder and the metrics of the complete ones, read before
+    anything is drawn (one line for a damaged, foreign or older folder, and for runs of
+    different families)."""
     from clenv.results import family, read_run_events
 
     families = [family(read_run_events(d)[0]) for d in dirs]
+    metrics = {d: _metrics_of(d, ("name",) if f == "agcd" else ("name", "accuracy_matrix"))
+               for d, f in zip(dirs, families, strict=True)
+               if (Path(d) / "metrics.json").is_file()}
     if len(set(families)) > 1:
         mixed = ", ".join(f"{Path(d).name} ({f})" for d, f in zip(dirs, families, strict=True))
         raise UserError(f"runs of different scenario families cannot share a figure: {mixed}; "
                         "plot them apart")
-    return families
+    return families, metrics
 
 
 def _older(d: str, exc: Exception) -> UserError:
@@ -196,7 +200,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         from clenv.sweep.cli import cmd_plot_sweep
 
         return cmd_plot_sweep(args)
-    families = _plot_runs(args.dirs)
+    families, metrics_of = _plot_runs(args.dirs)
     if families[0] == "agcd":  # per-round All/Old/New curves of active category discovery runs
         from clenv.agcd.plots import plot_agcd_rounds
 
@@ -218,9 +222,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
         raise _older(args.dirs[0], exc) from None
     print(f"wrote {out}")
-    for d in args.dirs:
-        if (Path(d) / "metrics.json").is_file():
-            metrics = _metrics_of(d, ("name", "accuracy_matrix"))
+    for d, metrics in metrics_of.items():
+        if metrics is not None:
             try:
                 hm = plot_accuracy_matrix(d, Path(d) / "accuracy_matrix.png", metrics)
             except (KeyError, TypeError, ValueError, IndexError) as exc:

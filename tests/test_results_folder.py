@@ -331,7 +331,7 @@ def test_disk_full_mid_run_is_one_line_exit_1_without_metrics_or_temp_files(
     """A small tmpfs sized so that the disk fills at the events log, at the first figure or at
     the first checkpoint (an injected ENOSPC where tmpfs cannot be mounted; never a skip)."""
     s = file_sizes
-    base = _pages(s[".clenv.lock"], s["config.yaml"], s["run.json"] + 200)
+    base = _pages(s.get(".clenv.lock", 1), s["config.yaml"], s["run.json"] + 200)
     if where == "events":
         cfg, size = _cfg(small_cfg), base + _pages(s["events.jsonl"]) - 1
     elif where == "png":
@@ -415,3 +415,110 @@ def test_list_into_a_closed_pipe_exits_quietly():
     err = p.stderr.read().decode()
     p.wait(timeout=60)
     assert err == "" and p.returncode == 0, err
+
+
+# -- damaged, foreign or older results ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory) -> Path:
+    """A complete stream run (plots off)."""
+    from tests.conftest import small_cfg as small
+
+    d = tmp_path_factory.mktemp("done")
+    cfg = _cfg(small.__wrapped__(), strategy={"name": "naive"})
+    assert main(["run", str(_write(d / "c.yaml", cfg)), "--out", str(d / "run"),
+                 "--quiet"]) == 0
+    return d / "run"
+
+
+def _copy(done: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(done, dest)
+    return dest
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("{{{ not json", "not a readable JSON file"), ("", "not a readable JSON file"),
+    ("[1, 2]", "got a list"), ("{}", "has no name"),
+])
+def test_plot_and_compare_over_a_damaged_metrics_json(done, tmp_path, capsys, text, needle):
+    run = _copy(done, tmp_path / "run")
+    (run / "metrics.json").write_text(text)
+    before = _snapshot(run)
+    for cmd in (["compare", str(run)], ["plot", str(run)]):
+        assert main(cmd) == 2
+        _one_line_err(capsys, "metrics.json", needle)
+    assert _snapshot(run) == before  # nothing drawn
+
+
+@pytest.mark.parametrize(("damage", "needle"), [
+    (lambda lines: [], "empty"),
+    (lambda lines: lines[:2] + ['{"type": "eval", "broken\n'] + lines[3:], "line 3"),
+    (lambda lines: lines[:2] + ["\0" * 80 + "\n"] + lines[3:], "line 3"),
+    (lambda lines: lines[:1] + ["[1, 2]\n"] + lines[2:], "line 2"),
+])
+def test_plot_over_a_damaged_events_log(done, tmp_path, capsys, damage, needle):
+    run = _copy(done, tmp_path / "run")
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    (run / "events.jsonl").write_text("".join(damage(lines)))
+    assert main(["plot", str(run)]) == 2
+    _one_line_err(capsys, "events.jsonl", needle)
+    assert not (run / "forgetting.png").exists()
+
+
+@pytest.mark.parametrize("index", [[], {"runs": "x", "axes": {}, "replicates": []},
+                                   {"runs": [{"id": 1}], "axes": {}, "replicates": []},
+                                   {"runs": [{"id": "a", "dir": "../../etc", "params": {}}],
+                                    "axes": {}, "replicates": []}])
+def test_compare_and_plot_over_a_sweep_json_of_the_wrong_shape(tmp_path, capsys, index):
+    (tmp_path / "sweep.json").write_text(json.dumps(index))
+    for cmd in (["compare", str(tmp_path)], ["plot", str(tmp_path)]):
+        assert main(cmd) == 2
+        _one_line_err(capsys, "sweep.json", "run the sweep again")
+
+
+@pytest.mark.parametrize(("edit", "fam"), [
+    ({"multi_label": True}, "multi-label"), ({"levels": 2}, "hierarchical"),
+    ({"generator": "agcd"}, "agcd"),
+])
+def test_runs_of_different_scenario_families_never_share_a_figure(done, tmp_path, capsys,
+                                                                  edit, fam):
+    other = _copy(done, tmp_path / "other")
+    lines = (other / "events.jsonl").read_text().splitlines(keepends=True)
+    lines[0] = json.dumps({**json.loads(lines[0]), **edit}) + "\n"
+    (other / "events.jsonl").write_text("".join(lines))
+    out = tmp_path / "both.png"
+    assert main(["plot", str(done), str(other), "--out", str(out)]) == 2
+    _one_line_err(capsys, "different scenario families", "(stream)", f"({fam})")
+    assert not out.exists()
+
+
+def test_a_folder_of_an_older_clenv_names_its_version(done, tmp_path, capsys):
+    old = _copy(done, tmp_path / "old")
+    lines = (old / "events.jsonl").read_text().splitlines(keepends=True)
+    start = json.loads(lines[0])
+    del start["columns"], start["task_starts"]
+    lines[0] = json.dumps(start) + "\n"
+    (old / "events.jsonl").write_text("".join(lines))
+    info = json.loads((old / "run.json").read_text())
+    (old / "run.json").write_text(json.dumps({**info, "clenv": "0.0.1"}))
+    assert main(["plot", str(old), "--out", str(tmp_path / "f.png")]) == 2
+    _one_line_err(capsys, "written by clenv 0.0.1", "run it again")
+
+
+def test_plot_out_paths(done, tmp_path, capsys):
+    run = _copy(done, tmp_path / "run")
+    assert main(["plot", str(run), "--out", str(tmp_path / "missing" / "f.png")]) == 2
+    _one_line_err(capsys, "does not exist")
+    assert main(["plot", str(run), "--out", str(tmp_path / "f.xyz")]) == 2
+    _one_line_err(capsys, "unknown figure extension", ".png")
+    assert main(["plot", str(run), "--out", str(tmp_path / "noext")]) == 2
+    _one_line_err(capsys, "unknown figure extension")
+    assert not list(tmp_path.glob("f.*")) and not list(tmp_path.glob("noext*"))
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    assert main(["plot", str(run), "--out", str(figs)]) == 0
+    assert (figs / "forgetting.png").is_file() and not (tmp_path / "figs.png").exists()
+    assert main(["plot", str(run), "--out", str(tmp_path / "f.pdf")]) == 0
+    assert (tmp_path / "f.pdf").is_file()
