@@ -210,11 +210,12 @@ def guard_writes(folder: Path | None) -> Iterator[None]:
         hint = ("free some space and run again (--resume continues from the last checkpoint)"
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
                 else "check the folder and run again")
-        raise EnvironmentFailure(f"{folder}: writing results failed: {what}{where}; {hint}; "
-                                 "no metrics.json was written") from None
+        raise EnvironmentFailure(f"{folder}: the run stopped on an OS error: {what}{where}; "
+                                 f"{hint}; no metrics.json was written") from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            clean_temp(folder) if folder is not None else None
+        if folder is not None:
+            with contextlib.suppress(OSError):
+                clean_temp(folder)
         raise
 
 
