@@ -198,11 +198,15 @@ def test_rerun_clears_the_previous_runs_files(small_cfg, tmp_path):
                  "--quiet"]) == 0
     assert (out / "scores.npz").is_file()
     (out / ".events.jsonl.123.tmp").write_text("x")
+    from clenv.results import register_run_file
+
+    register_run_file("test_logger.log")  # a logger's output is the run's file too
+    (out / "test_logger.log").write_text("the previous run's log")
     plain = _cfg(small_cfg, strategy={"name": "naive"})
     assert main(["run", str(_write(tmp_path / "b.yaml", plain)), "--out", str(out),
-                 "--quiet"]) == 0
+                 "--quiet"]) == 0  # not refused as foreign, and cleared
     names = {p.name for p in out.iterdir()}
-    assert "scores.npz" not in names and ".events.jsonl.123.tmp" not in names
+    assert not {"scores.npz", ".events.jsonl.123.tmp", "test_logger.log"} & names
 
 
 # -- resume only what was checkpointed ---------------------------------------------------------
