@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clenv import results
 from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.loader import dump_config
 from clenv.data.pool import Pool
@@ -107,24 +108,36 @@ class Run:
         self.env.validation_pool = self.validation_pool
 
     def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False,
-                resume: bool = False) -> dict:
+                resume: bool = False, force: bool = False) -> dict:
         """Run the episode (and the joint reference if asked); write the results folder.
-        ``resume``: continue from out_dir/checkpoint.pt when there is one (clenv.checkpoint)."""
+        ``resume``: continue from out_dir/checkpoint.pt when there is one (clenv.checkpoint).
+        The folder is locked for the run, cleared of a previous run's files, refused when it
+        holds files clenv did not write unless ``force``, and gets metrics.json last
+        (clenv.results)."""
+        if out_dir is None:
+            return self._execute(None, progress=progress, resume=resume)
+        out = Path(out_dir)
+        results.refuse_foreign(out, results.run_files(), force)  # before the lock file
+        with results.FolderLock(out), results.guard_writes(out):
+            return self._execute(out, progress=progress, resume=resume)
+
+    def _execute(self, out: Path | None, *, progress: bool, resume: bool) -> dict:
         from clenv import checkpoint
 
         cfg = self.cfg
         if cfg["scenario"]["generator"] == "agcd":
             from clenv.agcd.loop import run_agcd
 
-            return run_agcd(self, out_dir, progress=progress, resume=resume)
+            return run_agcd(self, out, progress=progress, resume=resume)
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        stream_sha = self.env.stream.sha256() if out is not None else None
+        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume, stream_sha=stream_sha)
+        if out is not None:  # nothing is written before the checkpoint is accepted
+            results.start_run(out, keep=results.RESUME_KEEPS if resumed is not None
+                              else frozenset())
             write_text_atomic(out / "config.yaml", dump_config(cfg))
-            write_json_atomic(out / "run.json", provenance(cfg, self.env.stream.sha256()))
-        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
+            write_json_atomic(out / "run.json", provenance(cfg, stream_sha))
         log = (resumed.event_log(out / "events.jsonl") if resumed is not None
                else EventLog(out / "events.jsonl" if out is not None else None))
         loggers = (open_loggers(cfg["output"]["loggers"], out, log) if out is not None
@@ -196,7 +209,7 @@ def _joint_params(cfg: dict) -> dict:
 
 
 def write_results(out: Path, metrics: dict, cfg: dict) -> None:
-    write_json_atomic(out / "metrics.json", metrics)
+    """accuracy_matrix.csv, the figures, then metrics.json strictly last (clenv.results)."""
     R = metrics["accuracy_matrix"]
     lines = ["row," + ",".join(f"task_{j}" for j in range(metrics["n_tasks"]))]
     lines += [f"{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(R)]
@@ -204,7 +217,8 @@ def write_results(out: Path, metrics: dict, cfg: dict) -> None:
     if cfg["output"]["plots"]:
         from clenv.plots import save_run_figures
 
-        save_run_figures(out)
+        save_run_figures(out, metrics)
+    results.write_metrics_last(out, metrics)
 
 
 def _argmax(scores) -> np.ndarray:

@@ -210,3 +210,17 @@ def test_crash_then_resume_writes_the_same_logs(small_cfg, tmp_path: Path, monke
         scalars.append({t: [(s.step, s.value) for s in acc.Scalars(t)]
                         for t in acc.Tags()["scalars"]})
     assert scalars[0] == scalars[1] and scalars[0]["train_loss"]
+
+
+def test_logger_files_belong_to_the_run_and_a_rerun_clears_them(tmp_path):
+    """The loggers' outputs are run files (clenv.results): a re-run without loggers leaves none
+    of the previous run's logger files behind."""
+    from clenv.loggers import LOGGER_FILES
+    from clenv.results import run_files, start_run
+
+    assert set(LOGGER_FILES) <= run_files()
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out").write_text("x")
+    (tmp_path / "evaluations.csv").write_text("x")
+    start_run(tmp_path)
+    assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "evaluations.csv").exists()

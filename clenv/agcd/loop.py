@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from clenv import results
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
 from clenv.agcd.learner import build_learner
 from clenv.agcd.queries import priorities, rank_candidates
@@ -82,8 +83,8 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
     t0 = time.perf_counter()
     params = make_strategy(cfg["strategy"]).params
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:  # the Runner holds the folder's lock (clenv.results)
+        results.start_run(out)
         write_text_atomic(out / "config.yaml", dump_config(cfg))
         write_json_atomic(out / "run.json", provenance(cfg, split_sha256(env)))
     log = EventLog(out / "events.jsonl" if out is not None else None)
@@ -173,11 +174,11 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
         log.close()
     metrics = summarize_agcd(log.records)
     if out is not None:
-        write_json_atomic(out / "metrics.json", metrics)
         if cfg["output"]["plots"]:
             from clenv.agcd.plots import plot_agcd_rounds
 
             tmp = out / ".tmp-agcd_rounds.png"
             plot_agcd_rounds([out], tmp)
             os.replace(tmp, out / "agcd_rounds.png")
+        results.write_metrics_last(out, metrics)
     return metrics

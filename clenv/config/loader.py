@@ -212,6 +212,9 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
         raw["seed"] = seed
     cfg = validate(raw, TOP_FIELDS, "")
     cfg["name"] = cfg["name"] or default_name
+    from clenv.results import check_folder_name
+
+    check_folder_name(cfg["name"])  # it decides results/<name>
     scenario = dict(cfg["scenario"])
     validation = scenario.pop("validation", None)  # a held-out split (clenv.validation)
     cfg["scenario"] = validate_scenario(scenario, "scenario")

@@ -214,6 +214,9 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
         if select["on"] == "first_tasks" and select["k"] is None:
             raise ConfigError("select.k", "on: first_tasks needs k, the number of tasks",
                               "set select.k: 2 for example")
+    from clenv.results import check_folder_name
+
+    check_folder_name(s["name"] or name)  # it decides results/sweeps/<name>
     sweep = Sweep(name=s["name"] or name, path=path, axes=axes, replicates=replicates,
                   mode=s["mode"], threads=s["threads"], workers=s["workers"],
                   resources=resources, select=select)
