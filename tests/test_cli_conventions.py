@@ -129,11 +129,11 @@ def sweep(tmp_path: Path, monkeypatch) -> SimpleNamespace:
 
     calls: list[bool] = []
 
-    def fake_execute(cfg, run_dir, run_bar=False):
+    def fake_execute(cfg, run_dir, run_bar=False, force=False):
         from clenv.sweep.worker import execute_run
 
         calls.append(run_bar)
-        return execute_run(cfg, run_dir, run_bar)
+        return execute_run(cfg, run_dir, run_bar, force)
 
     monkeypatch.setattr(backends, "ProcessPoolExecutor", InlinePool)
     monkeypatch.setattr(backends, "execute_run", fake_execute)
