@@ -119,11 +119,12 @@ class Run:
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
         out = Path(out_dir) if out_dir is not None else None
+        # refusals (no state protocol, an unreadable checkpoint) before any file is written
+        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(out / "config.yaml", dump_config(cfg))
             write_json_atomic(out / "run.json", provenance(cfg, self.env.stream.sha256()))
-        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
         log = (resumed.event_log(out / "events.jsonl") if resumed is not None
                else EventLog(out / "events.jsonl" if out is not None else None))
         wall: dict = {"setup": time.perf_counter() - t0}

@@ -210,21 +210,22 @@ def test_multilane_lanes_and_adam_state_survive_a_resume(tmp_path, monkeypatch):
     assert _without_wall(out / "metrics.json") == _without_wall(ref / "metrics.json")
 
 
-class _Unpicklable:
-    def __reduce__(self):
-        raise TypeError("not picklable")
+class _Opaque:
+    """An object with no state_dict(): not in the checkpoint vocabulary."""
 
 
-def test_unpicklable_attribute_is_refused_before_any_work(small_cfg, tmp_path, monkeypatch):
-    """The generic state of SupervisedStrategy pickles every attribute: one that cannot be
-    pickled fails at setup, naming it, before the stream starts."""
+def test_unencodable_attribute_is_refused_before_any_work(small_cfg, tmp_path, monkeypatch):
+    """A declared state attribute holding a value the explicit state cannot encode fails at
+    setup, naming it, before the stream starts."""
     from clenv.strategies.state import CheckpointUnsupported
     from tests.checkpoint_killer import KillingNaive
 
     class Holder(KillingNaive):
+        state_attributes = ("handle",)
+
         def setup(self, spec):
             super().setup(spec)
-            self.handle = _Unpicklable()
+            self.handle = {"inner": [1, _Opaque()]}
 
     cfg = load_config(_cfg(small_cfg, {"name": "naive"}))
     run = Run(cfg)
@@ -232,7 +233,8 @@ def test_unpicklable_attribute_is_refused_before_any_work(small_cfg, tmp_path, m
         **{k: v for k, v in section.items() if k != "name"}))
     with pytest.raises(CheckpointUnsupported) as exc:
         run.execute(tmp_path / "out")
-    one_line(exc, "output.checkpoint_every", "Holder", "'handle'", "cannot be checkpointed")
+    one_line(exc, "output.checkpoint_every", "Holder", "'handle'", "_Opaque",
+             "cannot be checkpointed")
     assert not (tmp_path / "out" / "checkpoint.pt").exists()
     lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
     assert lines == []  # refused before the start record
@@ -240,8 +242,8 @@ def test_unpicklable_attribute_is_refused_before_any_work(small_cfg, tmp_path, m
 
 @pytest.mark.parametrize("preset", ["er_active_forgetting", "er_temporary_forgetting"])
 def test_forgetting_plugin_state_survives_a_resume(small_cfg, tmp_path, monkeypatch, preset):
-    """The forgetting plug-in (clenv.plugins) holds the model and its own schedule: the generic
-    state keeps both (its model reference points at the live model after loading)."""
+    """The forgetting plug-in (clenv.plugins) checkpoints its own declared state (schedule
+    counters, generators, loss window, pending recovery) beside the strategy's."""
     pytest.importorskip("clenv.plugins.forgetting")
     if not (REPO / "strategies" / f"{preset}.yaml").is_file():
         pytest.skip(f"no {preset} preset")

@@ -39,6 +39,8 @@ class PLFMS(SupervisedStrategy):
     """Importance memory + hierarchy-aware pseudo-labels + flexible memory sampling."""
 
     fields = STRATEGIES["plfms"].fields
+    state_attributes = ("memory", "first_seen", "n_stream", "trained", "loss_prev",
+                        "steps_since")
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
