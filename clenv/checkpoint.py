@@ -31,8 +31,7 @@ import torch
 from clenv.errors import UserError
 from clenv.events import EventLog
 from clenv.strategies.base import Strategy, supports_checkpoint
-from clenv.strategies.state import (CheckpointUnsupported, StateMismatch, check_plain, decode,
-                                    encode)
+from clenv.strategies.state import CheckpointUnsupported, StateMismatch, check_plain, decode, encode
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 2  # 1: attributes pickled (read no more); 2: explicit state, weights_only
@@ -150,6 +149,14 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: not a clenv checkpoint; delete it to rerun from the start")
     check_plain(data, str(path))
     return data
+
+
+def verify(out: Path) -> None:
+    """Refuse an unreadable, old or crafted ``out/checkpoint.pt`` (one-line UserError), without
+    building the run: what ``clenv sweep`` checks before it starts any run."""
+    path = Path(out) / CHECKPOINT_NAME
+    if path.is_file():
+        Resumed(load_checkpoint(path), path)
 
 
 def refuse(cfg: dict, strategy: Strategy, what: str) -> None:

@@ -27,7 +27,7 @@ from clenv.metrics.summary import summarize
 from clenv.ml_evaluator import MultiLabelEvaluator
 from clenv.scenarios.registry import build_stream
 from clenv.strategies.base import Strategy, resolve_device
-from clenv.strategies.registry import STRATEGIES, import_target, strategy_entry
+from clenv.strategies.registry import STRATEGIES, import_target, strategy_class, strategy_entry
 from clenv.strategies.spec import StrategySpec
 
 
@@ -43,8 +43,10 @@ def make_env(cfg: dict, pool: Pool) -> ContinualEnv:
 
 def make_strategy(section: dict) -> Strategy:
     entry = strategy_entry(section)
-    target = entry.target if entry.name in STRATEGIES else entry.name
-    cls = import_target(target, "strategy.name")
+    if entry.name in STRATEGIES:
+        cls = import_target(entry.target, "strategy.name")
+    else:  # a user's package.module:Class: called only when it is a Strategy subclass
+        cls = strategy_class(entry.name, "strategy.name")
     return cls(**{k: v for k, v in section.items() if k != "name"})
 
 

@@ -4,6 +4,7 @@ so `clenv check` validates strategy parameters without importing torch."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
@@ -112,7 +113,7 @@ def strategy_entry(section: dict, key: str = "strategy") -> StrategyEntry:
     if name in STRATEGIES:
         return STRATEGIES[name]
     if ":" in name:
-        cls = import_target(name, f"{key}.name")
+        cls = strategy_class(name, f"{key}.name")
         return StrategyEntry(name, name, dict(getattr(cls, "fields", {}) or {}),
                              (cls.__doc__ or "user strategy").strip().splitlines()[0])
     raise ConfigError(f"{key}.name", f"unknown strategy {name!r}",
@@ -153,6 +154,21 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
             plugins["forgetting"], f"{key}.forgetting",
             out["head"]["type"] if "head" in out else "linear")
     return out
+
+
+def strategy_class(target: str, key: str = "strategy.name") -> type:
+    """The class a ``package.module:Class`` strategy name points at, refused (ConfigError)
+    unless it is a subclass of clenv's Strategy: nothing the config names is called before
+    this check. Importing the module runs it, like a Python import (and imports torch)."""
+    from clenv.strategies.base import Strategy
+
+    cls = import_target(target, key)
+    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+        what = f"a {type(cls).__name__}" if not inspect.isclass(cls) else "a class"
+        raise ConfigError(key, f"{target!r} is {what}, not a clenv Strategy subclass",
+                          "name a class built on clenv.strategies.base.Strategy, or one of: "
+                          f"{', '.join(STRATEGIES)}")
+    return cls
 
 
 def import_target(target: str, key: str):

@@ -14,9 +14,10 @@ How a class takes part (docs/sweeps.md, "The state protocol"):
 ``encode`` turns a value into the checkpoint's vocabulary: None, bool, int, float, str, torch
 tensors, and dicts (str or int keys), lists and tuples of them. Other values become tagged
 dicts ``{"__clenv__": kind, ...}``: numpy arrays and scalars (dtype, shape and the raw bytes
-as a uint8 tensor; numeric and fixed-width string dtypes only), numpy Generators (``bit_generator.state``), torch Generators (their
-state tensor), deques, and any object with its own ``state_dict()`` / ``load_state_dict()``
-(the model, the optimiser, replay memories, plug-ins), whose state is stored as it returns it.
+as a uint8 tensor; numeric and fixed-width string dtypes only), numpy Generators
+(``bit_generator.state``), torch Generators (their state tensor), deques, and any object with
+its own ``state_dict()`` / ``load_state_dict()`` (the model, the optimiser, replay memories,
+plug-ins), whose state is stored as it returns it.
 Anything else is refused when the checkpoint is first taken, naming the attribute.
 
 ``decode(value, current)`` is the inverse. It restores *into* the object the attribute holds

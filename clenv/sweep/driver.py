@@ -31,8 +31,9 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
     if backend not in BACKENDS:
         raise UserError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     run_dirs = {r.id: out / "runs" / r.id for r in sweep.runs}
+    check_checkpoints(run_dirs.values())
+    out.mkdir(parents=True, exist_ok=True)
     index = sweep.index()
     entries = {e["id"]: e for e in index["runs"]}
     for r in sweep.runs:
@@ -72,6 +73,19 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
     echo(f"sweep {sweep.name}: {len(index['runs']) - len(failed)} complete, {len(failed)} "
          f"failed; results in {out}")
     return index
+
+
+def check_checkpoints(run_dirs) -> None:
+    """Refuse the sweep (one line) when an incomplete run's checkpoint.pt is unreadable or
+    holds anything but tensors and plain values (clenv.checkpoint.load_checkpoint), before
+    any run starts."""
+    found = [Path(d) for d in run_dirs
+             if (Path(d) / "checkpoint.pt").is_file() and not is_complete(d)]
+    if found:
+        from clenv.checkpoint import verify
+
+        for d in found:
+            verify(d)
 
 
 def is_complete(run_dir: str | Path) -> bool:
