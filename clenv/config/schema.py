@@ -40,9 +40,20 @@ def _type_ok(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _describe(value: Any) -> str:
+VALUE_LIMIT = 60  # characters of a given value echoed in an error message
+
+
+def describe(value: Any, limit: int = VALUE_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how every error message echoes a value the
+    user gave (a huge list or string never floods the terminal)."""
+    if isinstance(value, (list, dict, tuple, set)) and len(value) > limit:
+        value = type(value).__name__ + f" of {len(value)} items"  # no repr of a huge container
+        return value
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_describe = describe
 
 
 def check_value(value: Any, f: Field, key: str) -> Any:
@@ -85,7 +96,9 @@ def validate(section: Any, fields: dict[str, Field], key: str) -> dict:
     unknown = [k for k in section if k not in fields]
     if unknown:
         known = ", ".join(sorted(fields))
-        raise ConfigError(f"{key}.{unknown[0]}" if key else str(unknown[0]), "unknown key",
+        name = str(unknown[0])
+        name = name if len(name) <= VALUE_LIMIT else describe(name)
+        raise ConfigError(f"{key}.{name}" if key else name, "unknown key",
                           f"expected one of: {known}")
     out: dict = {}
     for name, f in fields.items():

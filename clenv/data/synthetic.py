@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import Field, describe
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
 
@@ -98,7 +98,7 @@ def load(params: dict, key: str) -> Pool:
         raise ConfigError(f"{key}.branching", f"expected {depth} integer(s) >= 1 (one per level, "
                                               f"depth = {depth}), got {branching!r:.60}")
     if params["noise"] <= 0:
-        raise ConfigError(f"{key}.noise", f"expected a number > 0, got {params['noise']!r}")
+        raise ConfigError(f"{key}.noise", f"expected a number > 0, got {describe(params['noise'])}")
     sep = _per_level(params["separation"], depth, f"{key}.separation")
     shape = params["image_shape"]
     if shape is not None and (len(shape) != 3 or any(s < 1 for s in shape)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
 
 
@@ -41,7 +41,7 @@ def validate_model(section: dict | None, key: str = "model") -> dict:
     section = dict(section or {"name": "mlp"})
     name = section.get("name", "mlp")
     if name not in MODELS:
-        raise ConfigError(f"{key}.name", f"unknown model {name!r}",
+        raise ConfigError(f"{key}.name", f"unknown model {describe(name)}",
                           f"expected one of: {', '.join(MODELS)}")
     params = {k: v for k, v in section.items() if k != "name"}
     return {"name": name, **validate(params, MODELS[name].fields, key)}
