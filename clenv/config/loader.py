@@ -272,6 +272,9 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
                           f"expected one of: {', '.join(SOURCES)}")
     params = {k: v for k, v in data.items() if k != "source"}
     cfg["data"] = {"source": src, **validate(params, SOURCES[src].fields, "data")}
+    if SOURCES[src].check is not None:  # the source's data-free checks (clenv check runs them)
+        SOURCES[src].check({k: v for k, v in cfg["data"].items()
+                            if k not in ("source", "tree")}, "data")
     strat = resolve_strategy(cfg["strategy"] or DEFAULT_STRATEGY, config_dir)
     cfg["strategy"] = validate_strategy(strat, "strategy")
     cfg["model"] = validate_model(cfg["model"], "model")
@@ -281,6 +284,8 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     dev = cfg["device"]
     if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
         raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {describe(dev)}")
+    if dev.startswith("cuda"):  # torch is imported only when a GPU is asked for
+        check_cuda(dev)
     if "agcd" in (cfg["scenario"]["generator"], cfg["strategy"]["name"]):
         from clenv.agcd.config import check_agcd_config
 
@@ -293,6 +298,7 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
         raise ConfigError("eval.reference", f"the joint reference (intransigence) needs task "
                           f"columns trained in their own row; {gen} streams have none",
                           "remove eval.reference")
+    check_strategy_needs(cfg)
     if name == "multilane" and cfg["scenario"]["boundaries"] != "exposed":
         raise ConfigError("strategy.name", "multilane opens one lane per task and needs "
                           "scenario.boundaries: exposed", "set scenario.boundaries: exposed")
@@ -316,6 +322,53 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
                               "task and needs scenario.boundaries: exposed",
                               "set scenario.boundaries: exposed or strategy.mode: online")
     return cfg
+
+
+def check_cuda(device: str) -> None:
+    """Refuse ``cuda`` / ``cuda:N`` when no such CUDA device is visible (imports torch)."""
+    index = device.partition(":")[2]
+    if index and not index.isdigit():
+        raise ConfigError("device", f"expected cuda:N with N a number, got {describe(device)}")
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(index or 0) >= n:
+        seen = "no CUDA GPU is visible" if n == 0 else f"only {n} CUDA device(s) are visible"
+        raise ConfigError("device", f"{device} asked, but {seen}", "use device: cpu or auto")
+
+
+def check_strategy_needs(cfg: dict) -> None:
+    """What a strategy's setup or the checkpointer would refuse, checked on the config (no
+    torch for registered strategies): multilane's ViT, the forgetting plug-in's per-task
+    count, and checkpoint support."""
+    from clenv.strategies.registry import STRATEGIES, strategy_class
+
+    s, sc = cfg["strategy"], cfg["scenario"]
+    name = s["name"]
+    if name == "multilane" and cfg["model"]["name"] != "vit":
+        raise ConfigError("model.name", "multilane needs a ViT backbone",
+                          "set model: {name: vit, ...}")
+    forgetting = s.get("forgetting")
+    if (isinstance(forgetting, dict) and forgetting.get("schedule") == "temporary"
+            and forgetting.get("per") == "task" and sc["boundaries"] != "exposed"):
+        raise ConfigError("strategy.forgetting.per", "counting steps per task needs task "
+                          "boundaries, which this scenario hides",
+                          "set per: run or scenario.boundaries: exposed")
+    if cfg["output"].get("checkpoint_every"):
+        if name in STRATEGIES:
+            ok = name not in NO_CHECKPOINTS
+        else:
+            from clenv.strategies.base import supports_checkpoint_class
+
+            ok = supports_checkpoint_class(strategy_class(name, "strategy.name"))
+        if not ok:
+            raise ConfigError("output.checkpoint_every", f"strategy {name} does not support "
+                              "checkpoints (no state_dict/load_state_dict)",
+                              "remove output.checkpoint_every, or implement them")
+
+
+# registered strategies without the state protocol (checkpoints and --resume)
+NO_CHECKPOINTS = ("avalanche", "agcd")
 
 
 def dump_config(cfg: dict) -> str:

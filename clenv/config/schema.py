@@ -3,6 +3,7 @@ range. ``validate`` fills defaults and reports the first problem with its dotted
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,9 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 @dataclass(frozen=True)
 class Field:
-    """One config key: ``kind`` is int, float, str, bool, list or dict (float accepts ints)."""
+    """One config key: ``kind`` is int, float, str, bool, list or dict (float accepts ints).
+    For a list, ``min``/``max`` bound each item. Every float must be finite, every int fit
+    in 64 bits, and a key named ``seed`` be a seed (0 <= seed < 2**63)."""
 
     kind: type
     default: Any = REQUIRED
@@ -71,16 +74,36 @@ def check_value(value: Any, f: Field, key: str) -> Any:
     if f.choices is not None and value not in f.choices:
         raise ConfigError(key, f"expected one of {', '.join(map(str, f.choices))}, "
                                f"got {_describe(value)}")
+    if f.kind is list:
+        if f.item is not None:
+            for i, v in enumerate(value):
+                if not _type_ok(v, f.item):
+                    raise ConfigError(f"{key}[{i}]", f"expected {_TYPE_NAMES.get(f.item)}, "
+                                                     f"got {_describe(v)}")
+                _check_number(v, f, f"{key}[{i}]")
+        return value
+    _check_number(value, f, key)
+    return value
+
+
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63 (numpy and torch take 64-bit seeds)
+
+
+def _check_number(value: Any, f: Field, key: str) -> None:
+    """Finite floats, 64-bit ints, seeds in [0, 2**63), and the field's min and max."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"expected a finite number, got {_describe(value)}",
+                          "NaN and infinity are not allowed")
+    if isinstance(value, int) and not -SEED_LIMIT <= value < SEED_LIMIT:
+        raise ConfigError(key, f"expected a 64-bit integer, got {_describe(value)}")
+    if isinstance(value, int) and key.rsplit(".", 1)[-1] == "seed" and value < 0:
+        raise ConfigError(key, f"expected a seed >= 0 (and < 2**63), got {_describe(value)}")
     if f.min is not None and value < f.min:
         raise ConfigError(key, f"expected a value >= {f.min:g}, got {_describe(value)}")
     if f.max is not None and value > f.max:
         raise ConfigError(key, f"expected a value <= {f.max:g}, got {_describe(value)}")
-    if f.kind is list and f.item is not None:
-        for i, v in enumerate(value):
-            if not _type_ok(v, f.item):
-                raise ConfigError(f"{key}[{i}]", f"expected {_TYPE_NAMES.get(f.item)}, "
-                                                 f"got {_describe(v)}")
-    return value
 
 
 def validate(section: Any, fields: dict[str, Field], key: str) -> dict:

@@ -18,12 +18,12 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry("mlp", "clenv.models.mlp:MLP", {
-        "hidden": Field(list, [256, 256], "hidden layer widths", item=int),
+        "hidden": Field(list, [256, 256], "hidden layer widths", item=int, min=1),
         "activation": Field(str, "relu", "activation", choices=("relu", "gelu", "tanh")),
     }, "multi-layer perceptron on the flattened input"),
     "cnn": ModelEntry("cnn", "clenv.models.cnn:SmallResNet", {
         "width": Field(int, 32, "channels of the first stage", min=4),
-        "blocks": Field(list, [1, 1, 1], "residual blocks per stage", item=int),
+        "blocks": Field(list, [1, 1, 1], "residual blocks per stage", item=int, min=0),
     }, "small ResNet-style CNN for 8-32 px images (global average pooling)"),
     "vit": ModelEntry("vit", "clenv.models.vit_classifier:ViTClassifier", {
         "patch_size": Field(int, 4, "patch size in pixels", min=1),

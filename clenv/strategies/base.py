@@ -63,7 +63,12 @@ class Strategy:
 
 def supports_checkpoint(strategy: Strategy) -> bool:
     """True when the strategy's class implements the state protocol."""
-    return type(strategy).state_dict is not Strategy.state_dict
+    return supports_checkpoint_class(type(strategy))
+
+
+def supports_checkpoint_class(cls: type) -> bool:
+    """True when ``cls`` (a Strategy subclass) implements the state protocol."""
+    return cls.state_dict is not Strategy.state_dict
 
 
 def resolve_device(name: str) -> torch.device:

@@ -33,7 +33,8 @@ SWEEP_FIELDS: dict[str, Field] = {
     "set": Field(dict, {}, "fixed overrides for every run: dotted key -> value"),
     "strategies": Field(list, None, "strategy axis: presets (strategies/*.yaml names) or "
                         "strategy mappings"),
-    "seeds": Field(list, None, "seed axis: each value sets seed and scenario.seed", item=int),
+    "seeds": Field(list, None, "seed axis: each value sets seed and scenario.seed", item=int,
+                   min=0),
     "axes": Field(dict, {}, "dotted config key -> list of values"),
     "mode": Field(str, "grid", "grid: every combination; zip: the non-replicate axes zipped",
                   choices=("grid", "zip")),
