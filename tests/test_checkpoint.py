@@ -258,3 +258,28 @@ def test_forgetting_plugin_state_survives_a_resume(small_cfg, tmp_path, monkeypa
     monkeypatch.delenv("CLENV_RAISE_LEARN")
     Run(cfg).execute(out, resume=True)
     assert _without_wall(out / "metrics.json") == _without_wall(ref / "metrics.json")
+
+
+@pytest.mark.parametrize("name", ["KillingER", "KillingJoint"])
+def test_language_head_state_survives_a_resume(small_cfg, tmp_path, monkeypatch, name):
+    """The language head's plan (revealed class vectors, model builds: joint rebuilds its
+    model at each task end) is part of the strategy's explicit state."""
+    from tests.language_helpers import install_fake
+
+    install_fake(monkeypatch, tmp_path / "enc")
+    head = {"type": "language", "encoder": str(tmp_path / "enc"),
+            "cache_dir": str(tmp_path / "cache")}
+    cfg = load_config(_cfg(small_cfg, {"name": f"{KILLER}:{name}", "head": head}, every=30))
+    ref = tmp_path / "ref"
+    Run(cfg).execute(ref)
+    out = tmp_path / "crashed"
+    monkeypatch.setenv("CLENV_RAISE_LEARN", "23")
+    with pytest.raises(RuntimeError):
+        Run(cfg).execute(out)
+    from clenv.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoint.pt")["strategy"]
+    assert state["head_plan"]["state"]["builds"] >= 1
+    monkeypatch.delenv("CLENV_RAISE_LEARN")
+    Run(cfg).execute(out, resume=True)
+    assert _without_wall(out / "metrics.json") == _without_wall(ref / "metrics.json")
