@@ -121,8 +121,13 @@ class Run:
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
         out = Path(out_dir) if out_dir is not None else None
-        # refusals (no state protocol, an unreadable checkpoint) before any file is written
+        # refusals (no state protocol, an unreadable checkpoint, setup's checks of plug-in
+        # targets and heads, a state that cannot be checkpointed) before any file is written
         saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
+        self.env.reset(seed=cfg["scenario"]["seed"])
+        strategy.setup(make_spec(cfg, self.env))
+        if saver is not None:
+            strategy.state_dict()
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(out / "config.yaml", dump_config(cfg))
@@ -132,7 +137,7 @@ class Run:
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
-                          checkpoint=saver, resume=resumed)
+                          checkpoint=saver, resume=resumed, set_up=True)
             if self.env.stream.meta.get("related"):
                 tr = time.perf_counter()
                 scratch_copies(cfg, self.env, log)
@@ -229,18 +234,19 @@ def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int)
 
 def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wall: dict, *,
             progress: bool = False, anytime: bool = True, out: Path | None = None,
-            checkpoint=None, resume=None) -> dict:
+            checkpoint=None, resume=None, set_up: bool = False) -> dict:
     """One full pass over the stream; writes start and eval records to ``log``, adds phase
     times to ``wall`` and returns the fields of the end record. ``checkpoint`` (a
     clenv.checkpoint.Checkpointer) saves the loop's state as it goes; ``resume`` (a
-    clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start."""
+    clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start.
+    ``set_up``: the caller already ran ``strategy.setup`` on this Env's spec."""
     sc = cfg["scenario"]
     obs, _ = env.reset(seed=sc["seed"])
     stream = env.stream
-    spec = make_spec(cfg, env)
-    strategy.setup(spec)
-    if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
-        strategy.state_dict()
+    if not set_up:
+        strategy.setup(make_spec(cfg, env))
+        if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
+            strategy.state_dict()
     hierarchical = stream.levels > 1
     multi_label = env.multi_label
     threshold = cfg["eval"]["threshold"]

@@ -202,3 +202,18 @@ def test_step_before_reset_says_to_call_reset():
         env.step(np.zeros(10, dtype=np.int64))
     env.reset(seed=0)
     env.step(np.zeros(10, dtype=np.int64))  # fine after reset
+
+
+def test_setup_refusal_comes_before_any_file(small_cfg, tmp_path, capsys):
+    """A forgetting target naming no module of the model is found by the strategy's setup:
+    `run` into an existing folder refuses it before replacing any file there."""
+    cfg = _set(small_cfg, "strategy", {"name": "er", "forgetting": {
+        "schedule": "active", "every": 100, "target": "no_such_layer"}})
+    path = _write(tmp_path, cfg)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.yaml").write_text("earlier: run\n")
+    _refused(capsys, ["run", str(path), "--out", str(out), "--quiet"],
+             "strategy.forgetting.target", "no_such_layer")
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+    assert (out / "config.yaml").read_text() == "earlier: run\n"

@@ -215,8 +215,8 @@ class _Opaque:
 
 
 def test_unencodable_attribute_is_refused_before_any_work(small_cfg, tmp_path, monkeypatch):
-    """A declared state attribute holding a value the explicit state cannot encode fails at
-    setup, naming it, before the stream starts."""
+    """A declared state attribute holding a value the explicit state cannot encode fails right
+    after setup, naming it, before any file is written."""
     from clenv.strategies.state import CheckpointUnsupported
     from tests.checkpoint_killer import KillingNaive
 
@@ -235,9 +235,7 @@ def test_unencodable_attribute_is_refused_before_any_work(small_cfg, tmp_path, m
         run.execute(tmp_path / "out")
     one_line(exc, "output.checkpoint_every", "Holder", "'handle'", "_Opaque",
              "cannot be checkpointed")
-    assert not (tmp_path / "out" / "checkpoint.pt").exists()
-    lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
-    assert lines == []  # refused before the start record
+    assert not (tmp_path / "out").exists()  # refused before any file was written
 
 
 @pytest.mark.parametrize("preset", ["er_active_forgetting", "er_temporary_forgetting"])
