@@ -86,6 +86,9 @@ class Resumed:
             self.loop = decode(data["loop"])
             for k in ("next_task", "next_eval", "started", "probes_done"):
                 self.loop[k]  # noqa: B018 - a missing key is a damaged checkpoint
+            if not all(type(data.get(k)) is int for k in ("log_offset", "log_records")) \
+                    or not isinstance(data.get("torch_rng"), torch.Tensor):
+                raise ValueError("bad log offset or RNG state")
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{path}: the checkpoint lacks its position or schedule; delete it "
                             "to rerun from the start") from None
