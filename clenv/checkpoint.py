@@ -9,6 +9,11 @@ done, task hooks called), the step count and reward sum, the saved scores and th
 of events.jsonl. The file is written atomically (temp file, then rename), so a run killed at
 any moment leaves either the previous checkpoint or the new one.
 
+The file holds only tensors and plain types (clenv.strategies.state: numpy arrays, generators
+and stateful objects are encoded explicitly) and is read with ``torch.load(...,
+weights_only=True)``, then checked to hold nothing else: a crafted checkpoint.pt cannot run
+code; it is refused in one line.
+
 Resuming rebuilds the run from config.yaml, calls ``setup(spec)``, restores that state, cuts
 events.jsonl back to the checkpoint's offset (records of the lost stretch are written again),
 seeks the Env to the position (streams are keyed by position) and continues: the finished run
@@ -33,10 +38,10 @@ from clenv.atomic import write_bytes_atomic
 from clenv.errors import UserError
 from clenv.events import EventLog
 from clenv.strategies.base import Strategy, supports_checkpoint
-from clenv.strategies.state import CheckpointUnsupported
+from clenv.strategies.state import CheckpointUnsupported, StateMismatch, check_plain, decode, encode
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 1: attributes pickled (read no more); 2: explicit state, weights_only
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -88,11 +93,12 @@ class Checkpointer:
         """Write the checkpoint at the Env's current position."""
         pos = env.position
         _save_atomic({
-            "format": FORMAT, "position": pos,
-            "online": [env.online_correct, env.online_count],
-            "state": dict(state), "loop": dict(loop), "scores": dict(scores),
+            "format": FORMAT, "position": int(pos),
+            "online": encode([env.online_correct, env.online_count]),
+            "state": encode(dict(state)), "loop": encode(dict(loop)),
+            "scores": encode(dict(scores)),
             "strategy": strategy.state_dict(), "torch_rng": torch.get_rng_state(),
-            "log_offset": log.offset, "log_records": len(log.records), **self.identity,
+            "log_offset": int(log.offset), "log_records": len(log.records), **self.identity,
         }, self.path)
         self.next = (pos // self.every + 1) * self.every
 
@@ -106,8 +112,17 @@ class Resumed:
                             f"{FORMAT}; delete it to rerun from the start")
         self.data = data
         self.path = path
-        self.position = int(data["position"])
-        self.loop = data["loop"]
+        try:
+            self.position = int(data["position"])
+            self.loop = decode(data["loop"])
+            for k in ("next_task", "next_eval", "started", "probes_done"):
+                self.loop[k]  # noqa: B018 - a missing key is a damaged checkpoint
+            if not all(type(data.get(k)) is int for k in ("log_offset", "log_records")) \
+                    or not isinstance(data.get("torch_rng"), torch.Tensor):
+                raise ValueError("bad log offset or RNG state")
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: the checkpoint lacks its position or schedule; delete it "
+                            "to rerun from the start") from None
 
     def check_identity(self, cfg: dict, stream_sha: str | None) -> None:
         """Refuse, in one line, to continue a checkpoint of another config or stream."""
@@ -143,11 +158,16 @@ class Resumed:
                 scores: dict[str, np.ndarray]) -> dict:
         """Load the strategy (after its setup), the RNG, counters and the Env position;
         return the obs at the position."""
-        strategy.load_state_dict(self.data["strategy"])
-        torch.set_rng_state(self.data["torch_rng"])
-        state.update(self.data["state"])
-        scores.update(self.data["scores"])
-        correct, count = self.data["online"]
+        try:
+            strategy.load_state_dict(self.data["strategy"])
+            torch.set_rng_state(self.data["torch_rng"])
+            state.update(decode(self.data["state"]))
+            scores.update(decode(self.data["scores"]))
+            correct, count = decode(self.data["online"])
+        except (KeyError, TypeError, ValueError, RuntimeError, StateMismatch) as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise UserError(f"{self.path}: the checkpoint does not fit this run ({why}); "
+                            "delete it to rerun from the start") from None
         return env.seek(self.position, correct, count)
 
 
@@ -165,18 +185,36 @@ def prepare(cfg: dict, out: Path | None, strategy: Strategy, resume: bool, *,
     resumed = None
     if found:
         path = out / CHECKPOINT_NAME
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - a damaged file is a user-facing problem
-            raise UserError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); "
-                            "delete it to rerun from the start") from None
-        resumed = Resumed(data, path)
+        resumed = Resumed(load_checkpoint(path), path)
         resumed.check_identity(cfg, stream_sha)
     saver = None
     if every and out is not None:
         saver = Checkpointer(out, every, resumed.position if resumed is not None else 0,
                              identity(cfg, stream_sha))
     return saver, resumed
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read ``path`` with ``weights_only=True`` and check it holds only the checkpoint's
+    vocabulary (clenv.strategies.state.check_plain); anything else is a one-line UserError."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or crafted file is a user problem
+        raise UserError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: it is "
+                        "damaged, written by an older clenv, or holds objects other than "
+                        "tensors and plain values); delete it to rerun from the start") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a clenv checkpoint; delete it to rerun from the start")
+    check_plain(data, str(path))
+    return data
+
+
+def verify(out: Path) -> None:
+    """Refuse an unreadable, old or crafted ``out/checkpoint.pt`` (one-line UserError), without
+    building the run: what ``clenv sweep`` checks before it starts any run."""
+    path = Path(out) / CHECKPOINT_NAME
+    if path.is_file():
+        Resumed(load_checkpoint(path), path)
 
 
 def refuse(cfg: dict, strategy: Strategy, what: str) -> None:

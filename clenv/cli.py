@@ -85,14 +85,22 @@ def _load(args: argparse.Namespace) -> dict:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    from clenv.data.registry import SOURCES, load_pool
+    from clenv.data.registry import load_pool
 
     if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
         from clenv.agcd.loop import make_agcd_env
 
         make_agcd_env(cfg, load_pool(cfg["data"]))
-    elif SOURCES[cfg["data"]["source"]].needs_root or cfg["data"].get("tree"):
-        load_pool(cfg["data"])  # numpy only: proves the root and tree files are readable
+    else:  # the pool and the stream as `run` builds them (numpy only): same refusals
+        from clenv.scenarios.registry import build_stream
+
+        pool = load_pool(cfg["data"])
+        sc = cfg["scenario"]
+        if sc.get("validation"):
+            from clenv.validation import carve_validation
+
+            pool, _ = carve_validation(pool, sc["validation"], sc["seed"])
+        build_stream(pool, sc, "scenario")
     print(f"ok: {args.config} ({cfg['scenario']['generator']}, {cfg['data']['source']}, "
           f"{cfg['strategy']['name']}, {cfg['model']['name']})")
     return 0

@@ -77,6 +77,7 @@ class ContinualEnv(gym.Env):
         self.online_correct = 0
         self.online_count = 0
         self._batch: dict | None = None
+        self._started = False  # reset() (or seek()) starts an episode
         self._chunk_id = -1
         self._ones8 = np.ones(self.B, dtype=np.int8)
 
@@ -314,6 +315,7 @@ class ContinualEnv(gym.Env):
         self.position = 0
         self.online_correct = 0
         self.online_count = 0
+        self._started = True
         self._batch = self._make_batch(0) if self.stream.length else None
         return self._obs(self._batch), {"stream_length": self.stream.length,
                                         "n_tasks": self.stream.n_tasks}
@@ -325,6 +327,7 @@ class ContinualEnv(gym.Env):
         self.position = int(position)
         self.online_correct = online_correct
         self.online_count = online_count
+        self._started = True
         self._batch = self._make_batch(self.position) if self.position < self.stream.length \
             else None
         return self._obs(self._batch)
@@ -332,6 +335,9 @@ class ContinualEnv(gym.Env):
     def step(self, action):
         batch = self._batch
         if batch is None:
+            if not self._started:
+                raise RuntimeError("step() before reset(): call reset() first to start an "
+                                   "episode")
             raise RuntimeError("step() after the stream ended; call reset()")
         if self.multi_label:
             return self._step_multi_label(batch, action)

@@ -29,7 +29,7 @@ from clenv.metrics.summary import summarize
 from clenv.ml_evaluator import MultiLabelEvaluator
 from clenv.scenarios.registry import build_stream
 from clenv.strategies.base import Strategy, resolve_device
-from clenv.strategies.registry import STRATEGIES, import_target, strategy_entry
+from clenv.strategies.registry import STRATEGIES, import_target, strategy_class, strategy_entry
 from clenv.strategies.spec import StrategySpec
 
 
@@ -45,8 +45,10 @@ def make_env(cfg: dict, pool: Pool) -> ContinualEnv:
 
 def make_strategy(section: dict) -> Strategy:
     entry = strategy_entry(section)
-    target = entry.target if entry.name in STRATEGIES else entry.name
-    cls = import_target(target, "strategy.name")
+    if entry.name in STRATEGIES:
+        cls = import_target(entry.target, "strategy.name")
+    else:  # a user's package.module:Class: called only when it is a Strategy subclass
+        cls = strategy_class(entry.name, "strategy.name")
     return cls(**{k: v for k, v in section.items() if k != "name"})
 
 
@@ -132,7 +134,13 @@ class Run:
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
         stream_sha = self.env.stream.sha256() if out is not None else None
+        # refusals (no state protocol, an unreadable or foreign checkpoint, setup's checks of
+        # plug-in targets and heads, a state that cannot be checkpointed) before any file
         saver, resumed = checkpoint.prepare(cfg, out, strategy, resume, stream_sha=stream_sha)
+        self.env.reset(seed=cfg["scenario"]["seed"])
+        strategy.setup(make_spec(cfg, self.env))
+        if saver is not None:
+            strategy.state_dict()
         if out is not None:  # nothing is written before the checkpoint is accepted
             results.start_run(out, keep=results.RESUME_KEEPS if resumed is not None
                               else frozenset())
@@ -145,7 +153,7 @@ class Run:
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
-                          checkpoint=saver, resume=resumed)
+                          checkpoint=saver, resume=resumed, set_up=True)
             if self.env.stream.meta.get("related"):
                 tr = time.perf_counter()
                 scratch_copies(cfg, self.env, log)
@@ -244,18 +252,19 @@ def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int)
 
 def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wall: dict, *,
             progress: bool = False, anytime: bool = True, out: Path | None = None,
-            checkpoint=None, resume=None) -> dict:
+            checkpoint=None, resume=None, set_up: bool = False) -> dict:
     """One full pass over the stream; writes start and eval records to ``log``, adds phase
     times to ``wall`` and returns the fields of the end record. ``checkpoint`` (a
     clenv.checkpoint.Checkpointer) saves the loop's state as it goes; ``resume`` (a
-    clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start."""
+    clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start.
+    ``set_up``: the caller already ran ``strategy.setup`` on this Env's spec."""
     sc = cfg["scenario"]
     obs, _ = env.reset(seed=sc["seed"])
     stream = env.stream
-    spec = make_spec(cfg, env)
-    strategy.setup(spec)
-    if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
-        strategy.state_dict()
+    if not set_up:
+        strategy.setup(make_spec(cfg, env))
+        if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
+            strategy.state_dict()
     hierarchical = stream.levels > 1
     multi_label = env.multi_label
     threshold = cfg["eval"]["threshold"]

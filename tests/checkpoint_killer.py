@@ -40,6 +40,9 @@ def _maybe_die(var: str, count: int) -> None:
 
 
 class _Killing:
+    # the call counters are checkpointed with the strategy, so a resumed run keeps counting
+    state_attributes = ("learn_calls", "eval_calls")
+
     def learn(self, batch, info):
         self.learn_calls = getattr(self, "learn_calls", 0) + 1
         if os.environ.get("CLENV_KILL_SEED") == str(self.spec.seed):

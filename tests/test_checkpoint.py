@@ -210,21 +210,22 @@ def test_multilane_lanes_and_adam_state_survive_a_resume(tmp_path, monkeypatch):
     assert _without_wall(out / "metrics.json") == _without_wall(ref / "metrics.json")
 
 
-class _Unpicklable:
-    def __reduce__(self):
-        raise TypeError("not picklable")
+class _Opaque:
+    """An object with no state_dict(): not in the checkpoint vocabulary."""
 
 
-def test_unpicklable_attribute_is_refused_before_any_work(small_cfg, tmp_path, monkeypatch):
-    """The generic state of SupervisedStrategy pickles every attribute: one that cannot be
-    pickled fails at setup, naming it, before the stream starts."""
+def test_unencodable_attribute_is_refused_before_any_work(small_cfg, tmp_path, monkeypatch):
+    """A declared state attribute holding a value the explicit state cannot encode fails right
+    after setup, naming it, before any file is written."""
     from clenv.strategies.state import CheckpointUnsupported
     from tests.checkpoint_killer import KillingNaive
 
     class Holder(KillingNaive):
+        state_attributes = ("handle",)
+
         def setup(self, spec):
             super().setup(spec)
-            self.handle = _Unpicklable()
+            self.handle = {"inner": [1, _Opaque()]}
 
     cfg = load_config(_cfg(small_cfg, {"name": "naive"}))
     run = Run(cfg)
@@ -232,16 +233,15 @@ def test_unpicklable_attribute_is_refused_before_any_work(small_cfg, tmp_path, m
         **{k: v for k, v in section.items() if k != "name"}))
     with pytest.raises(CheckpointUnsupported) as exc:
         run.execute(tmp_path / "out")
-    one_line(exc, "output.checkpoint_every", "Holder", "'handle'", "cannot be checkpointed")
-    assert not (tmp_path / "out" / "checkpoint.pt").exists()
-    lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
-    assert lines == []  # refused before the start record
+    one_line(exc, "output.checkpoint_every", "Holder", "'handle'", "_Opaque",
+             "cannot be checkpointed")
+    assert not (tmp_path / "out").exists()  # refused before any file was written
 
 
 @pytest.mark.parametrize("preset", ["er_active_forgetting", "er_temporary_forgetting"])
 def test_forgetting_plugin_state_survives_a_resume(small_cfg, tmp_path, monkeypatch, preset):
-    """The forgetting plug-in (clenv.plugins) holds the model and its own schedule: the generic
-    state keeps both (its model reference points at the live model after loading)."""
+    """The forgetting plug-in (clenv.plugins) checkpoints its own declared state (schedule
+    counters, generators, loss window, pending recovery) beside the strategy's."""
     pytest.importorskip("clenv.plugins.forgetting")
     if not (REPO / "strategies" / f"{preset}.yaml").is_file():
         pytest.skip(f"no {preset} preset")
@@ -253,6 +253,31 @@ def test_forgetting_plugin_state_survives_a_resume(small_cfg, tmp_path, monkeypa
     monkeypatch.setenv("CLENV_RAISE_LEARN", "23")
     with pytest.raises(RuntimeError):
         Run(cfg).execute(out)
+    monkeypatch.delenv("CLENV_RAISE_LEARN")
+    Run(cfg).execute(out, resume=True)
+    assert _without_wall(out / "metrics.json") == _without_wall(ref / "metrics.json")
+
+
+@pytest.mark.parametrize("name", ["KillingER", "KillingJoint"])
+def test_language_head_state_survives_a_resume(small_cfg, tmp_path, monkeypatch, name):
+    """The language head's plan (revealed class vectors, model builds: joint rebuilds its
+    model at each task end) is part of the strategy's explicit state."""
+    from tests.language_helpers import install_fake
+
+    install_fake(monkeypatch, tmp_path / "enc")
+    head = {"type": "language", "encoder": str(tmp_path / "enc"),
+            "cache_dir": str(tmp_path / "cache")}
+    cfg = load_config(_cfg(small_cfg, {"name": f"{KILLER}:{name}", "head": head}, every=30))
+    ref = tmp_path / "ref"
+    Run(cfg).execute(ref)
+    out = tmp_path / "crashed"
+    monkeypatch.setenv("CLENV_RAISE_LEARN", "23")
+    with pytest.raises(RuntimeError):
+        Run(cfg).execute(out)
+    from clenv.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoint.pt")["strategy"]
+    assert state["head_plan"]["state"]["builds"] >= 1
     monkeypatch.delenv("CLENV_RAISE_LEARN")
     Run(cfg).execute(out, resume=True)
     assert _without_wall(out / "metrics.json") == _without_wall(ref / "metrics.json")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clenv.config.schema import Field
+from clenv.config.schema import Field, describe
 
 LEARNERS = ("simgcd", "kmeans")
 QUERIES = ("adaptive", "random", "entropy", "margin", "kcenter", "novel_margin", "none", "all")
@@ -72,11 +72,11 @@ def check_agcd_config(cfg: dict) -> dict:
     gen, name = cfg["scenario"]["generator"], cfg["strategy"]["name"]
     if gen != "agcd":
         raise ConfigError("strategy.name", f"the agcd strategy needs an agcd scenario, got "
-                          f"generator {gen!r}", "set scenario.generator: agcd or use another "
-                          "strategy")
+                          f"generator {describe(gen)}",
+                          "set scenario.generator: agcd or use another strategy")
     if name != "agcd":
         raise ConfigError("strategy.name", f"the agcd scenario is played by the agcd strategy "
-                          f"(a GCD learner and a query strategy), got {name!r}",
+                          f"(a GCD learner and a query strategy), got {describe(name)}",
                           "use strategy: agcd (strategies/agcd.yaml)")
     if cfg["eval"]["reference"] is not None:
         raise ConfigError("eval.reference", "agcd runs have no joint reference; their bounds "

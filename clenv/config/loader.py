@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from clenv.config.schema import Field, check_value, path_bases, validate
+from clenv.config.schema import Field, check_value, describe, path_bases, validate
 from clenv.errors import ConfigError
 from clenv.loggers import check_loggers
 
@@ -60,18 +60,86 @@ DEFAULT_DATA = {"source": "synthetic"}
 DEFAULT_STRATEGY = {"name": "naive"}
 
 
+MAX_CONFIG_BYTES = 2**20  # 1 MiB: a config or sweep file
+MAX_YAML_NODES = 100_000  # nodes of one YAML document, every alias counted at each use
+
+
 def read_yaml(path: str | os.PathLike, key: str = "config") -> Any:
+    """A config or sweep file's YAML document: at most 1 MiB of UTF-8 text and 100k nodes
+    after alias expansion (checked before any Python object is built)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(key, f"file not found: {path}", "give the path of a YAML file")
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(key, f"{path} is larger than the limit of 1 MiB "
+                          f"({MAX_CONFIG_BYTES} bytes) for a config file",
+                          "keep large data in data files, not in the config")
     try:
-        return yaml.safe_load(path.read_text())
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(key, f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                          f"offset {exc.start})", "save the file as UTF-8") from None
+    return parse_yaml(text, str(path), key)
+
+
+def parse_yaml(text: str, where: str, key: str) -> Any:
+    """``yaml.safe_load(text)`` refusing documents over MAX_YAML_NODES nodes after alias
+    expansion: the size is counted on the composed node graph (each node once, memoised), so
+    an alias bomb is refused without being expanded."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if yaml_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ConfigError(key, f"{where} expands to more than {MAX_YAML_NODES} YAML nodes "
+                              f"(every alias counted at each use); the limit is "
+                              f"{MAX_YAML_NODES} nodes", "remove repeated aliases or trim it")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(key, f"YAML syntax error in {path}{where}: {problem}",
+        raise ConfigError(key, f"YAML syntax error in {where}{at}: {problem}",
                           "fix the YAML syntax") from None
+    except RecursionError:
+        raise ConfigError(key, f"{where} is nested too deeply", "flatten it") from None
+    finally:
+        loader.dispose()
+
+
+def yaml_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of ``root`` with every alias expanded, counted without expanding: each distinct
+    node's size is computed once (memoised by id). Stops above ``limit``; a node that
+    contains itself (a recursive alias) counts as over the limit."""
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        k = id(node)
+        if k in memo:
+            return memo[k]
+        if k in active:  # a recursive alias expands forever
+            return limit + 1
+        active.add(k)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [c for pair in node.value for c in pair]
+        else:
+            children = []
+        for child in children:
+            n += size(child)
+            if n > limit:
+                break
+        active.discard(k)
+        memo[k] = n = min(n, limit + 1)
+        return n
+
+    return size(root)
 
 
 def parse_overrides(items: list[str] | None) -> list[tuple[list[str | int], Any]]:
@@ -81,11 +149,13 @@ def parse_overrides(items: list[str] | None) -> list[tuple[list[str | int], Any]
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}",
+            raise ConfigError("--set", f"expected KEY=VALUE, got {describe(item)}",
                               "write e.g. --set scenario.n_tasks=5")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(raw, "--set", "--set") if raw.strip() else None
+        except ConfigError as exc:
+            if "YAML syntax error" not in str(exc):
+                raise
             value = raw
         path: list[str | int] = []
         for part in re.split(r"\.|(?=\[)", key.strip()):
@@ -138,13 +208,14 @@ def resolve_strategy(spec: Any, config_dir: Path | None, key: str = "strategy") 
     if isinstance(spec, str):
         spec = {"preset": spec}
     if not isinstance(spec, dict):
-        raise ConfigError(key, f"expected a mapping or a preset name, got {spec!r}")
+        raise ConfigError(key, f"expected a mapping or a preset name, got {describe(spec)}")
     spec = dict(spec)
     preset = spec.pop("preset", None)
     if preset is None:
         return spec
     if not isinstance(preset, str):
-        raise ConfigError(f"{key}.preset", f"expected a preset name or file, got {preset!r}")
+        raise ConfigError(f"{key}.preset",
+                          f"expected a preset name or file, got {describe(preset)}")
     path = Path(preset).expanduser()
     candidates = [path] if path.suffix in (".yaml", ".yml") else []
     candidates += [d / f"{preset}.yaml" for d in strategy_search_dirs(config_dir)]
@@ -158,8 +229,9 @@ def resolve_strategy(spec: Any, config_dir: Path | None, key: str = "strategy") 
             return {**base, **spec}
     if preset in STRATEGIES:
         return {"name": preset, **spec}
-    raise ConfigError(f"{key}.preset", f"no preset {preset!r} (looked for {preset}.yaml in "
-                      "strategies/) and no registered strategy of that name",
+    raise ConfigError(f"{key}.preset", f"no preset {describe(preset)} (looked for "
+                      f"{describe(preset)}.yaml in strategies/) and no registered strategy of "
+                      "that name",
                       f"use one of: {', '.join(STRATEGIES)} or a strategies/*.yaml file")
 
 
@@ -198,10 +270,11 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
         raw = read_yaml(source)
         config_dir = Path(source).expanduser().resolve().parent
         default_name = Path(source).stem
-        if raw is None:
-            raw = {}
+        if raw is None:  # an empty file (or only comments) is almost surely a mistake
+            raise ConfigError(str(source), "config is empty",
+                              "write at least a scenario section (see scenarios/quickstart.yaml)")
     if not isinstance(raw, dict):
-        raise ConfigError("config", f"expected a mapping at the top level, got {raw!r}")
+        raise ConfigError("config", f"expected a mapping at the top level, got {describe(raw)}")
     if strategy is not None:  # --strategy replaces the config's strategy; --set refines it
         raw["strategy"] = {"preset": strategy}
     elif isinstance(raw.get("strategy"), str):
@@ -228,10 +301,13 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
     data = dict(cfg["data"] or DEFAULT_DATA)
     src = data.get("source")
     if src not in SOURCES:
-        raise ConfigError("data.source", f"unknown data source {src!r}",
+        raise ConfigError("data.source", f"unknown data source {describe(src)}",
                           f"expected one of: {', '.join(SOURCES)}")
     params = {k: v for k, v in data.items() if k != "source"}
     cfg["data"] = {"source": src, **validate(params, SOURCES[src].fields, "data")}
+    if SOURCES[src].check is not None:  # the source's data-free checks (clenv check runs them)
+        SOURCES[src].check({k: v for k, v in cfg["data"].items()
+                            if k not in ("source", "tree")}, "data")
     strat = resolve_strategy(cfg["strategy"] or DEFAULT_STRATEGY, config_dir)
     cfg["strategy"] = validate_strategy(strat, "strategy")
     cfg["model"] = validate_model(cfg["model"], "model")
@@ -241,7 +317,9 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
     cfg["output"]["loggers"] = check_loggers([*cfg["output"]["loggers"], *loggers])
     dev = cfg["device"]
     if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
-        raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {dev!r}")
+        raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {describe(dev)}")
+    if dev.startswith("cuda"):  # torch is imported only when a GPU is asked for
+        check_cuda(dev)
     if "agcd" in (cfg["scenario"]["generator"], cfg["strategy"]["name"]):
         from clenv.agcd.config import check_agcd_config
 
@@ -260,6 +338,7 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
         raise ConfigError("eval.reference", f"the joint reference (intransigence) needs task "
                           f"columns trained in their own row; {gen} streams have none",
                           "remove eval.reference")
+    check_strategy_needs(cfg)
     if name == "multilane" and cfg["scenario"]["boundaries"] != "exposed":
         raise ConfigError("strategy.name", "multilane opens one lane per task and needs "
                           "scenario.boundaries: exposed", "set scenario.boundaries: exposed")
@@ -283,6 +362,53 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
                               "task and needs scenario.boundaries: exposed",
                               "set scenario.boundaries: exposed or strategy.mode: online")
     return cfg
+
+
+def check_cuda(device: str) -> None:
+    """Refuse ``cuda`` / ``cuda:N`` when no such CUDA device is visible (imports torch)."""
+    index = device.partition(":")[2]
+    if index and not index.isdigit():
+        raise ConfigError("device", f"expected cuda:N with N a number, got {describe(device)}")
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(index or 0) >= n:
+        seen = "no CUDA GPU is visible" if n == 0 else f"only {n} CUDA device(s) are visible"
+        raise ConfigError("device", f"{device} asked, but {seen}", "use device: cpu or auto")
+
+
+def check_strategy_needs(cfg: dict) -> None:
+    """What a strategy's setup or the checkpointer would refuse, checked on the config (no
+    torch for registered strategies): multilane's ViT, the forgetting plug-in's per-task
+    count, and checkpoint support."""
+    from clenv.strategies.registry import STRATEGIES, strategy_class
+
+    s, sc = cfg["strategy"], cfg["scenario"]
+    name = s["name"]
+    if name == "multilane" and cfg["model"]["name"] != "vit":
+        raise ConfigError("model.name", "multilane needs a ViT backbone",
+                          "set model: {name: vit, ...}")
+    forgetting = s.get("forgetting")
+    if (isinstance(forgetting, dict) and forgetting.get("schedule") == "temporary"
+            and forgetting.get("per") == "task" and sc["boundaries"] != "exposed"):
+        raise ConfigError("strategy.forgetting.per", "counting steps per task needs task "
+                          "boundaries, which this scenario hides",
+                          "set per: run or scenario.boundaries: exposed")
+    if cfg["output"].get("checkpoint_every"):
+        if name in STRATEGIES:
+            ok = name not in NO_CHECKPOINTS
+        else:
+            from clenv.strategies.base import supports_checkpoint_class
+
+            ok = supports_checkpoint_class(strategy_class(name, "strategy.name"))
+        if not ok:
+            raise ConfigError("output.checkpoint_every", f"strategy {name} does not support "
+                              "checkpoints (no state_dict/load_state_dict)",
+                              "remove output.checkpoint_every, or implement them")
+
+
+# registered strategies without the state protocol (checkpoints and --resume)
+NO_CHECKPOINTS = ("avalanche", "agcd")
 
 
 def dump_config(cfg: dict) -> str:

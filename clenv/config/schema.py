@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 @dataclass(frozen=True)
 class Field:
     """One config key: ``kind`` is int, float, str, bool, list, dict (float accepts ints) or
-    PATH (a string, or an os.PathLike, resolved to an absolute path)."""
+    PATH (a string, or an os.PathLike, resolved to an absolute path). For a list, ``min``/``max``
+    bound each item. Every float must be finite, every int fit in 64 bits, and a key named
+    ``seed`` be a seed (0 <= seed < 2**63)."""
 
     kind: type | str
     default: Any = REQUIRED
@@ -99,9 +102,20 @@ def _kind_name(kind: type | str) -> str:
     return _TYPE_NAMES.get(kind) or getattr(kind, "__name__", str(kind))
 
 
-def _describe(value: Any) -> str:
+VALUE_LIMIT = 60  # characters of a given value echoed in an error message
+
+
+def describe(value: Any, limit: int = VALUE_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how every error message echoes a value the
+    user gave (a huge list or string never floods the terminal)."""
+    if isinstance(value, (list, dict, tuple, set)) and len(value) > limit:
+        value = type(value).__name__ + f" of {len(value)} items"  # no repr of a huge container
+        return value
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_describe = describe
 
 
 def check_value(value: Any, f: Field, key: str) -> Any:
@@ -121,16 +135,36 @@ def check_value(value: Any, f: Field, key: str) -> Any:
     if f.choices is not None and value not in f.choices:
         raise ConfigError(key, f"expected one of {', '.join(map(str, f.choices))}, "
                                f"got {_describe(value)}")
+    if f.kind is list:
+        if f.item is not None:
+            for i, v in enumerate(value):
+                if not _type_ok(v, f.item):
+                    raise ConfigError(f"{key}[{i}]", f"expected {_TYPE_NAMES.get(f.item)}, "
+                                                     f"got {_describe(v)}")
+                _check_number(v, f, f"{key}[{i}]")
+        return value
+    _check_number(value, f, key)
+    return value
+
+
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63 (numpy and torch take 64-bit seeds)
+
+
+def _check_number(value: Any, f: Field, key: str) -> None:
+    """Finite floats, 64-bit ints, seeds in [0, 2**63), and the field's min and max."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"expected a finite number, got {_describe(value)}",
+                          "NaN and infinity are not allowed")
+    if isinstance(value, int) and not -SEED_LIMIT <= value < SEED_LIMIT:
+        raise ConfigError(key, f"expected a 64-bit integer, got {_describe(value)}")
+    if isinstance(value, int) and key.rsplit(".", 1)[-1] == "seed" and value < 0:
+        raise ConfigError(key, f"expected a seed >= 0 (and < 2**63), got {_describe(value)}")
     if f.min is not None and value < f.min:
         raise ConfigError(key, f"expected a value >= {f.min:g}, got {_describe(value)}")
     if f.max is not None and value > f.max:
         raise ConfigError(key, f"expected a value <= {f.max:g}, got {_describe(value)}")
-    if f.kind is list and f.item is not None:
-        for i, v in enumerate(value):
-            if not _type_ok(v, f.item):
-                raise ConfigError(f"{key}[{i}]", f"expected {_TYPE_NAMES.get(f.item)}, "
-                                                 f"got {_describe(v)}")
-    return value
 
 
 def validate(section: Any, fields: dict[str, Field], key: str) -> dict:
@@ -146,7 +180,9 @@ def validate(section: Any, fields: dict[str, Field], key: str) -> dict:
     unknown = [k for k in section if k not in fields]
     if unknown:
         known = ", ".join(sorted(fields))
-        raise ConfigError(f"{key}.{unknown[0]}" if key else str(unknown[0]), "unknown key",
+        name = str(unknown[0])
+        name = name if len(name) <= VALUE_LIMIT else describe(name)
+        raise ConfigError(f"{key}.{name}" if key else name, "unknown key",
                           f"expected one of: {known}")
     out: dict = {}
     for name, f in fields.items():

@@ -35,7 +35,9 @@ class DataSource:
 
     ``load(params, key)`` receives the validated parameters and the config key of the section
     (for error messages); ``needs_root`` is True when the source reads files given by the user;
-    ``multi_label`` is True when its pools hold multi-hot labels (a module's ``MULTI_LABEL``).
+    ``multi_label`` is True when its pools hold multi-hot labels (a module's ``MULTI_LABEL``);
+    ``check(params, key)``, when a module defines it, runs the parameter checks that need no
+    data, so that ``clenv check`` refuses what loading would.
     """
 
     name: str
@@ -44,6 +46,7 @@ class DataSource:
     needs_root: bool
     doc: str
     multi_label: bool = False
+    check: Callable[[dict, str], None] | None = None
 
 
 TREE_FIELD = Field(PATH, None, "YAML or JSON file mapping each class name to its parent name "
@@ -57,7 +60,8 @@ def _from_module(module: ModuleType) -> DataSource:
         raise RuntimeError(f"data source {module.NAME} defines 'tree', which the registry adds")
     return DataSource(name=module.NAME, fields={**module.FIELDS, "tree": TREE_FIELD},
                       load=module.load, needs_root=module.NEEDS_ROOT, doc=module.DOC,
-                      multi_label=getattr(module, "MULTI_LABEL", False))
+                      multi_label=getattr(module, "MULTI_LABEL", False),
+                      check=getattr(module, "check", None))
 
 
 SOURCES: dict[str, DataSource] = {

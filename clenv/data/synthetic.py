@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import Field, describe
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
 
@@ -72,10 +72,11 @@ def _level_names(branching: list[int], readable: bool) -> list[list[str]]:
 def _per_level(value: object, depth: int, key: str) -> list[float]:
     """``separation`` as one non-negative float per level."""
     values = value if isinstance(value, list) else [value]
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+             and v >= 0 for v in values)
     if not ok or len(values) not in (1, depth):
-        raise ConfigError(key, f"expected a number >= 0 or a list of 1 or {depth} of them, "
-                               f"got {value!r:.60}")
+        raise ConfigError(key, f"expected a finite number >= 0 or a list of 1 or {depth} of "
+                               f"them, got {describe(value)}")
     return [float(v) for v in values] * (depth if len(values) == 1 else 1)
 
 
@@ -90,20 +91,35 @@ def _train_counts(n_classes: int, per_class: int, ratio: float,
     return np.maximum(1, np.round(per_class * ratio ** -rank)).astype(np.int64)
 
 
-def load(params: dict, key: str) -> Pool:
-    """Generate the pool described by validated ``params``."""
+MAX_CLASSES = 100_000  # leaves of the label tree
+
+
+def check(params: dict, key: str) -> None:
+    """The parameter checks that need no data (``clenv check`` runs them too)."""
     depth = params["depth"]
     branching = list(params["branching"])
     if len(branching) != depth or any(b < 1 for b in branching):
         raise ConfigError(f"{key}.branching", f"expected {depth} integer(s) >= 1 (one per level, "
-                                              f"depth = {depth}), got {branching!r:.60}")
+                                              f"depth = {depth}), got {describe(branching)}")
+    if math.prod(branching) > MAX_CLASSES:
+        raise ConfigError(f"{key}.branching", f"makes {math.prod(branching)} classes; the limit "
+                                              f"is {MAX_CLASSES} classes per data source")
     if params["noise"] <= 0:
-        raise ConfigError(f"{key}.noise", f"expected a number > 0, got {params['noise']!r}")
-    sep = _per_level(params["separation"], depth, f"{key}.separation")
+        raise ConfigError(f"{key}.noise", f"expected a number > 0, got {describe(params['noise'])}")
+    _per_level(params["separation"], depth, f"{key}.separation")
     shape = params["image_shape"]
     if shape is not None and (len(shape) != 3 or any(s < 1 for s in shape)):
         raise ConfigError(f"{key}.image_shape", f"expected [C, H, W] of integers >= 1, "
-                                                f"got {shape!r:.60}", "or null for vectors")
+                                                f"got {describe(shape)}", "or null for vectors")
+
+
+def load(params: dict, key: str) -> Pool:
+    """Generate the pool described by validated ``params``."""
+    check(params, key)
+    depth = params["depth"]
+    branching = list(params["branching"])
+    sep = _per_level(params["separation"], depth, f"{key}.separation")
+    shape = params["image_shape"]
     dim = math.prod(shape) if shape is not None else params["dim"]
     rng_centres, rng_order, rng_samples = (
         np.random.default_rng(s) for s in np.random.SeedSequence(params["seed"]).spawn(3))

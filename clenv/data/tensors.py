@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from clenv.config.schema import PATH, Field
+from clenv.config.schema import PATH, Field, describe
 from clenv.data.pool import Pool, check_fraction, seeded_split
 from clenv.errors import DataError
 
@@ -30,6 +30,7 @@ FIELDS: dict[str, Field] = {
 }
 
 _KEYS = ("x", "y", "train", "class_names")
+MAX_CLASSES = 100_000  # labels per data file: refused before any class name is built
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
@@ -90,10 +91,10 @@ def load(params: dict, key: str) -> Pool:
         raise DataError(f"{key}.path: {exc}") from exc
     unknown = [k for k in d if k not in _KEYS]
     if unknown:
-        raise err(f"unexpected key {unknown[0]!r}, expected {', '.join(_KEYS)}")
+        raise err(f"unexpected key {describe(unknown[0])}, expected {', '.join(_KEYS)}")
     missing = [k for k in ("x", "y") if k not in d]
     if missing:
-        raise err(f"missing key {missing[0]!r}")
+        raise err(f"missing key {describe(missing[0])}")
 
     x = _x_array(d["x"], err)
     y = np.asarray(d["y"])
@@ -103,10 +104,17 @@ def load(params: dict, key: str) -> Pool:
         raise err(f"x has {len(x)} rows but y has {len(y)}; they must match and be non-empty")
     if y.min() < 0:
         raise err(f"y holds a negative label {int(y.min())}")
+    if y.max() >= MAX_CLASSES:
+        raise err(f"y holds label {int(y.max())}; the limit is {MAX_CLASSES} classes per data "
+                  f"file (labels 0..{MAX_CLASSES - 1})")
     y = y.astype(np.int64)
 
     if "class_names" in d:
-        names = [str(n) for n in np.asarray(d["class_names"]).ravel().tolist()]
+        raw_names = np.asarray(d["class_names"])
+        if raw_names.size > MAX_CLASSES:
+            raise err(f"class_names holds {raw_names.size} names; the limit is {MAX_CLASSES} "
+                      "classes per data file")
+        names = [str(n) for n in raw_names.ravel().tolist()]
         if len(names) <= y.max():
             raise err(f"class_names has {len(names)} names but y holds label {int(y.max())}")
     else:
@@ -118,6 +126,10 @@ def load(params: dict, key: str) -> Pool:
             raise err(f"train must be a bool mask of shape {y.shape}, got shape {train.shape} "
                       f"dtype {train.dtype}")
         split = "file"
+        if train.all() or not train.any():
+            what = "no test samples" if train.all() else "no training samples"
+            raise err(f"the train mask leaves {what} (every metric would be computed on "
+                      "nothing)")
     else:
         fraction = check_fraction(params["test_fraction"], f"{key}.test_fraction")
         train = seeded_split(y, fraction, params["seed"])

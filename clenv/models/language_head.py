@@ -21,6 +21,7 @@ from torch import nn
 
 from clenv.errors import ConfigError
 from clenv.models.multihead import MultiHead
+from clenv.strategies.state import Stateful
 
 
 def _uniform_(t: torch.Tensor, bound: float, generator: torch.Generator) -> None:
@@ -101,9 +102,11 @@ class CosineHead(nn.Module):
         return logits + self.bias if self.bias is not None else logits
 
 
-class HeadPlan:
+class HeadPlan(Stateful):
     """Builds the configured head on a model (flat or one per HLE level) and reveals language
     targets as class names arrive; revealed names survive a model rebuilt from scratch."""
+
+    state_attributes = ("revealed", "builds")
 
     def __init__(self, cfg: dict, *, level_sizes: list[int], multi_label: bool, seed: int,
                  key: str = "strategy.head") -> None:

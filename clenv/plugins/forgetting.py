@@ -24,6 +24,7 @@ from torch import nn
 from clenv.errors import ConfigError
 from clenv.models.language_head import CosineHead, init_linear
 from clenv.models.multihead import MultiHead
+from clenv.strategies.state import Stateful
 
 if TYPE_CHECKING:
     from clenv.strategies.spec import StrategySpec
@@ -74,10 +75,13 @@ def _row_params(head: nn.Module) -> list[nn.Parameter]:
     return []
 
 
-class Forgetting:
+class Forgetting(Stateful):
     """Resets parameter groups of a strategy's model on a schedule; logs each reset as an
     event (``drain()``) with the gradient step, and a ``recovered`` event once the training
     loss is back to its mean over the ``recovery_window`` steps before the reset."""
+
+    state_attributes = ("rng", "gen", "steps", "task_steps", "losses", "pending", "events",
+                        "resets")
 
     def __init__(self, cfg: dict, spec: StrategySpec, model: nn.Module,
                  key: str = "strategy.forgetting") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
 from clenv.scenarios import agcd, from_file, hle, incremental, lifelong, mlcil
 
@@ -54,7 +54,7 @@ def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
     section = dict(section or {})
     name = section.get("generator", "disjoint")
     if name not in GENERATORS:
-        raise ConfigError(f"{key}.generator", f"unknown generator {name!r}",
+        raise ConfigError(f"{key}.generator", f"unknown generator {describe(name)}",
                           f"expected one of: {', '.join(GENERATORS)}")
     if name == "lifelong":
         return lifelong.validate_lifelong(section, key)

@@ -81,7 +81,12 @@ class Strategy:
 
 def supports_checkpoint(strategy: Strategy) -> bool:
     """True when the strategy's class implements the state protocol."""
-    return type(strategy).state_dict is not Strategy.state_dict
+    return supports_checkpoint_class(type(strategy))
+
+
+def supports_checkpoint_class(cls: type) -> bool:
+    """True when ``cls`` (a Strategy subclass) implements the state protocol."""
+    return cls.state_dict is not Strategy.state_dict
 
 
 def resolve_device(name: str) -> torch.device:
@@ -323,24 +328,20 @@ class SupervisedStrategy(Strategy):
                 "buffer_samples": 0, "buffer_bytes": 0,
                 "n_params": sum(p.numel() for p in self.model.parameters())}
 
-    # -- checkpoints: the model and optimiser by state_dict, every other attribute (seen masks,
-    # counters, step credit, numpy generator, replay buffers, plugins) pickled generically ------
-    _STATE_EXCLUDE = ("spec", "params", "model", "optimizer")
-
-    def _live(self) -> dict:
-        from clenv.strategies.state import live_objects
-
-        return live_objects(model=self.model, optimizer=self.optimizer)
+    # -- checkpoints: the declared attributes, encoded explicitly (clenv.strategies.state) ----
+    # the model and optimiser by their state_dict, the numpy generator by its state (restored
+    # in place, so a replay buffer sharing it keeps sharing it), masks, counters, the step
+    # credit and the head and forgetting plug-ins. Subclasses add their own names.
+    state_attributes: ClassVar[tuple[str, ...]] = (
+        "model", "optimizer", "rng", "seen", "level_seen", "grad_steps", "samples_processed",
+        "_credit", "head_plan", "forgetting", "lr_schedule")
 
     def state_dict(self) -> dict:
-        from clenv.strategies.state import pack_attributes
+        from clenv.strategies.state import capture
 
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "attributes": pack_attributes(self, self._STATE_EXCLUDE, self._live())}
+        return capture(self)
 
     def load_state_dict(self, state: dict) -> None:
-        from clenv.strategies.state import unpack_attributes
+        from clenv.strategies.state import restore
 
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        vars(self).update(unpack_attributes(state["attributes"], self._live()))
+        restore(self, state)

@@ -15,6 +15,7 @@ class ExperienceReplay(SupervisedStrategy):
     """Stream batch + replay batch per step; the buffer is updated after the steps."""
 
     fields = STRATEGIES["er"].fields
+    state_attributes = ("memory",)
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)

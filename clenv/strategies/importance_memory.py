@@ -25,9 +25,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clenv.strategies.state import Stateful
 
-class ImportanceMemory:
-    """Preallocated tensors (x, y) plus numpy bookkeeping (unit, pseudo units, importance)."""
+
+class ImportanceMemory(Stateful):
+    """Preallocated tensors (x, y) plus numpy bookkeeping (unit, pseudo units, importance).
+    ``rng`` is the owner's generator (the owner checkpoints it)."""
+
+    state_attributes = ("x", "y", "unit", "pseudo", "importance", "counts", "pseudo_counts",
+                        "size", "replaced", "arrival", "unit_arrival", "clock", "drawn")
 
     def __init__(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype, n_units: int,
                  n_levels: int, rng: np.random.Generator, device: str | torch.device = "cpu",

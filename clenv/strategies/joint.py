@@ -15,6 +15,7 @@ class Joint(SupervisedStrategy):
     (seeded by the task) and trains ``epochs`` shuffled epochs over everything stored."""
 
     fields = STRATEGIES["joint"].fields
+    state_attributes = ("store_x", "store_y", "stored")
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clenv.strategies.state import Stateful
 
-class ReservoirBuffer:
+
+class ReservoirBuffer(Stateful):
     """Keeps a uniform sample of every (x, y) ever offered, in preallocated tensors (y may be
     a row per sample, e.g. (label, level) for hierarchical streams: ``label_shape``).
 
     ``add`` is vectorised over the batch: the i-th offered sample overall goes to a free slot
     while there is one, else replaces slot j ~ U{0..i} when j < capacity (the later of two
     samples drawing the same slot wins, as in the sequential algorithm). ``sample`` draws
-    indices with replacement. Every draw comes from the seeded numpy generator ``rng``.
+    indices with replacement. Every draw comes from the seeded numpy generator ``rng`` (the
+    owner's, which checkpoints it).
     """
+
+    state_attributes = ("x", "y", "size", "n_seen")
 
     def __init__(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype,
                  rng: np.random.Generator, device: str | torch.device = "cpu",

@@ -145,32 +145,30 @@ class MultiLaneStrategy(Strategy):
             self.samples_processed += len(x)
         return {} if loss is None else {"loss": loss.item()}
 
+    # the lanes' classes, then (clenv.strategies.state) the network's weights, the current
+    # lane's Adam state, the class-to-lane map and the counters
+    state_attributes = ("net", "optimizer", "lane_of_class", "current", "known", "grad_steps",
+                        "samples_processed", "_credit", "lane_seen", "lane_first", "epoch_len")
+
     def state_dict(self) -> dict:
-        """Lanes (their classes, then the network's weights), the current lane's Adam state,
-        the class-to-lane map and the counters."""
-        return {"task_classes": [list(c) for c in self.net.task_classes],
-                "net": self.net.state_dict(),
-                "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-                "lane_of_class": self.lane_of_class.copy(), "current": self.current,
-                "known": self.known.clone(), "grad_steps": self.grad_steps,
-                "samples_processed": self.samples_processed, "credit": self._credit,
-                "lane_epochs": (self.lane_seen, self.lane_first, self.epoch_len)}
+        from clenv.strategies.state import capture
+
+        return {"task_classes": [[int(c) for c in cs] for cs in self.net.task_classes],
+                **capture(self)}
 
     def load_state_dict(self, state: dict) -> None:
-        for classes in state["task_classes"][self.net.n_lanes:]:  # recreate the lanes first
+        from clenv.strategies.state import StateMismatch, restore
+
+        state = dict(state)
+        task_classes = state.pop("task_classes", None)
+        if not isinstance(task_classes, list) or not isinstance(state.get("current"), int):
+            raise StateMismatch("MultiLaneStrategy: the checkpoint has no lanes")
+        for classes in task_classes[self.net.n_lanes:]:  # recreate the lanes first
             self.net.add_task(classes)
-        self.net.load_state_dict(state["net"])
-        self.lane_of_class = state["lane_of_class"].copy()
-        self.current = state["current"]
-        self.known = state["known"].to(self.device)
-        if state["optimizer"] is not None:
-            self.optimizer = torch.optim.Adam(self.net.trainable_parameters(self.current),
+        if state.get("optimizer") is not None:  # the current lane's Adam, to load into
+            self.optimizer = torch.optim.Adam(self.net.trainable_parameters(state["current"]),
                                               lr=self.params.get("lr", 1e-3))
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.grad_steps = state["grad_steps"]
-        self.samples_processed = state["samples_processed"]
-        self._credit = state["credit"]
-        self.lane_seen, self.lane_first, self.epoch_len = state.get("lane_epochs", (0, 0, None))
+        restore(self, state)
 
     def counters(self) -> dict[str, int]:
         trainable = sum(p.numel() for t in range(self.current + 1)

@@ -42,6 +42,7 @@ class PLFMS(SupervisedStrategy):
     adaptive_lr = True  # its importance memory feeds CLIB's adaptive rate (clenv.training)
 
     fields = STRATEGIES["plfms"].fields
+    state_attributes = ("memory", "first_seen", "n_stream", "loss_prev", "steps_since")
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)

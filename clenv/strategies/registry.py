@@ -4,10 +4,11 @@ so `clenv check` validates strategy parameters without importing torch."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
-from clenv.config.schema import Field, validate
+from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
 
 OPTIM_FIELDS: dict[str, Field] = {
@@ -116,15 +117,15 @@ def strategy_entry(section: dict, key: str = "strategy") -> StrategyEntry:
     whose ``fields`` attribute (if any) validates its parameters."""
     name = section.get("name")
     if not isinstance(name, str):
-        raise ConfigError(f"{key}.name", f"expected a strategy name, got {name!r}",
+        raise ConfigError(f"{key}.name", f"expected a strategy name, got {describe(name)}",
                           f"use one of: {', '.join(STRATEGIES)} or package.module:Class")
     if name in STRATEGIES:
         return STRATEGIES[name]
     if ":" in name:
-        cls = import_target(name, f"{key}.name")
+        cls = strategy_class(name, f"{key}.name")
         return StrategyEntry(name, name, dict(getattr(cls, "fields", {}) or {}),
                              (cls.__doc__ or "user strategy").strip().splitlines()[0])
-    raise ConfigError(f"{key}.name", f"unknown strategy {name!r}",
+    raise ConfigError(f"{key}.name", f"unknown strategy {describe(name)}",
                       f"use one of: {', '.join(STRATEGIES)} or package.module:Class")
 
 
@@ -182,12 +183,27 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
     return out
 
 
+def strategy_class(target: str, key: str = "strategy.name") -> type:
+    """The class a ``package.module:Class`` strategy name points at, refused (ConfigError)
+    unless it is a subclass of clenv's Strategy: nothing the config names is called before
+    this check. Importing the module runs it, like a Python import (and imports torch)."""
+    from clenv.strategies.base import Strategy
+
+    cls = import_target(target, key)
+    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+        what = f"a {type(cls).__name__}" if not inspect.isclass(cls) else "a class"
+        raise ConfigError(key, f"{describe(target)} is {what}, not a clenv Strategy subclass",
+                          "name a class built on clenv.strategies.base.Strategy, or one of: "
+                          f"{', '.join(STRATEGIES)}")
+    return cls
+
+
 def import_target(target: str, key: str):
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(key, f"cannot import {target!r} ({exc})",
+        raise ConfigError(key, f"cannot import {describe(target)} ({describe(str(exc), 120)})",
                           "give package.module:Class importable from the current environment"
                           ) from None

@@ -35,6 +35,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
     if backend not in BACKENDS:
         raise UserError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     out = Path(out)
+    check_checkpoints(out / "runs" / r.id for r in sweep.runs)  # before the folder is touched
     results.refuse_foreign(out, results.SWEEP_FILES, force)  # before the lock file
     with results.FolderLock(out):
         results.clean_temp(out)
@@ -101,6 +102,19 @@ def _run_sweep(sweep: Sweep, out: Path, *, backend: str, address: str | None,
     echo(f"sweep {sweep.name}: {len(index['runs']) - len(failed)} complete, {len(failed)} "
          f"failed; results in {out}")
     return index
+
+
+def check_checkpoints(run_dirs) -> None:
+    """Refuse the sweep (one line) when an incomplete run's checkpoint.pt is unreadable or
+    holds anything but tensors and plain values (clenv.checkpoint.load_checkpoint), before
+    any run starts."""
+    found = [Path(d) for d in run_dirs
+             if (Path(d) / "checkpoint.pt").is_file() and not is_complete(d)]
+    if found:
+        from clenv.checkpoint import verify
+
+        for d in found:
+            verify(d)
 
 
 def is_complete(run_dir: str | Path) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clenv.config.loader import apply_override, load_config, parse_overrides, read_yaml
-from clenv.config.schema import Field, validate
+from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
 
 SWEEP_FIELDS: dict[str, Field] = {
@@ -34,7 +34,8 @@ SWEEP_FIELDS: dict[str, Field] = {
     "set": Field(dict, {}, "fixed overrides for every run: dotted key -> value"),
     "strategies": Field(list, None, "strategy axis: presets (strategies/*.yaml names) or "
                         "strategy mappings"),
-    "seeds": Field(list, None, "seed axis: each value sets seed and scenario.seed", item=int),
+    "seeds": Field(list, None, "seed axis: each value sets seed and scenario.seed", item=int,
+                   min=0),
     "axes": Field(dict, {}, "dotted config key -> list of values"),
     "mode": Field(str, "grid", "grid: every combination; zip: the non-replicate axes zipped",
                   choices=("grid", "zip")),
@@ -132,7 +133,8 @@ def run_id(params: dict[str, Any], cfg: dict) -> str:
 
 def _path_of(key: str, where: str) -> list:
     if not isinstance(key, str) or not key.strip() or "=" in key:
-        raise ConfigError(where, f"expected a dotted config key such as strategy.lr, got {key!r}")
+        raise ConfigError(where, "expected a dotted config key such as strategy.lr, got "
+                          f"{describe(key)}")
     return parse_overrides([f"{key}="])[0][0]
 
 
@@ -155,7 +157,7 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
         raw = read_yaml(path, key="sweep")
         sweep_dir, name = path.expanduser().resolve().parent, path.stem
     if not isinstance(raw, dict):
-        raise ConfigError("sweep", f"expected a mapping at the top level, got {raw!r}")
+        raise ConfigError("sweep", f"expected a mapping at the top level, got {describe(raw)}")
     s = validate(raw, SWEEP_FIELDS, "")
     base = s["base"]
     if base is None:
@@ -170,7 +172,7 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
     elif isinstance(base, dict):
         base_raw, base_dir, base_name = copy.deepcopy(base), sweep_dir, name
     else:
-        raise ConfigError("base", f"expected a config path or a mapping, got {base!r}")
+        raise ConfigError("base", f"expected a config path or a mapping, got {describe(base)}")
     if not isinstance(base_raw, dict):
         raise ConfigError("base", "the base config must be a mapping")
     base_raw.setdefault("name", base_name)
@@ -191,12 +193,12 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
     for key, values in axes.items():
         where = {"strategy": "strategies", "seed": "seeds"}.get(key, f"axes.{key}")
         if not isinstance(values, list) or not values:
-            raise ConfigError(where, f"expected a non-empty list of values, got {values!r}")
+            raise ConfigError(where, f"expected a non-empty list of values, got {describe(values)}")
     replicates = s["replicates"] if s["replicates"] is not None else (
         ["seed"] if "seed" in axes else [])
     for i, r in enumerate(replicates):
         if r not in axes:
-            raise ConfigError(f"replicates[{i}]", f"{r!r} is not an axis",
+            raise ConfigError(f"replicates[{i}]", f"{describe(r)} is not an axis",
                               f"use one of: {', '.join(axes) or '(no axes)'}")
     resources = validate(s["resources"], RESOURCE_FIELDS, "resources")
     select = None
@@ -208,7 +210,8 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
                               f"use some of: {', '.join(a for a in axes if a not in replicates)}")
         for i, a in enumerate(among):
             if a not in axes or a in replicates:
-                raise ConfigError(f"select.among[{i}]", f"{a!r} is not a non-replicate axis",
+                raise ConfigError(f"select.among[{i}]",
+                                  f"{describe(a)} is not a non-replicate axis",
                                   f"use some of: "
                                   f"{', '.join(a for a in axes if a not in replicates)}")
         if select["on"] == "first_tasks" and select["k"] is None:
