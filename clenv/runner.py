@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from clenv.data.pool import Pool
 from clenv.data.registry import load_pool
 from clenv.data.tree import parents
 from clenv.env import ContinualEnv
+from clenv.errors import UserError
 from clenv.evaluator import Evaluator
 from clenv.events import EventLog
 from clenv.hier_evaluator import HierarchyEvaluator
@@ -120,8 +122,14 @@ class Run:
             return self._execute(None, progress=progress, resume=resume)
         out = Path(out_dir)
         results.refuse_foreign(out, results.run_files(), force)  # before the lock file
-        with results.FolderLock(out), results.guard_writes(out):
-            return self._execute(out, progress=progress, resume=resume)
+        created = not out.exists()
+        try:
+            with results.FolderLock(out), results.guard_writes(out):
+                return self._execute(out, progress=progress, resume=resume)
+        except UserError:  # a user error leaves no folder behind that the run created
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
     def _execute(self, out: Path | None, *, progress: bool, resume: bool) -> dict:
         from clenv import checkpoint

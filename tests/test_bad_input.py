@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from clenv.cli import main
+from clenv.results import LOCK_NAME
 from tests.conftest import REPO
 
 KILLER = "tests.checkpoint_killer"
@@ -95,7 +96,7 @@ def test_checkpoint_refusal_comes_before_any_file(small_cfg, tmp_path, capsys):
     _refused(capsys, ["run", str(path), "--out", str(out), "--quiet"],
              "output.checkpoint_every")
     assert (out / "config.yaml").read_text() == "earlier: run\n"
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["config.yaml"]
 
 
 def test_cuda_without_a_gpu_is_refused_by_check(small_cfg, tmp_path, capsys):
@@ -215,5 +216,5 @@ def test_setup_refusal_comes_before_any_file(small_cfg, tmp_path, capsys):
     (out / "config.yaml").write_text("earlier: run\n")
     _refused(capsys, ["run", str(path), "--out", str(out), "--quiet"],
              "strategy.forgetting.target", "no_such_layer")
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["config.yaml"]
     assert (out / "config.yaml").read_text() == "earlier: run\n"

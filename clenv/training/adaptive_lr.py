@@ -97,9 +97,10 @@ class AdaptiveLR:
         self.is_high = not self.is_high  # the same kind of rate as before the switch
 
     def state_dict(self) -> dict:
+        """Plain values only (a checkpoint holds no numpy objects)."""
         return {"high": self.high, "low": self.low, "is_high": self.is_high,
                 "high_window": list(self.high_window), "low_window": list(self.low_window),
-                "prev": None if self.prev is None else self.prev.copy(), "count": self.count,
+                "prev": None if self.prev is None else self.prev.tolist(), "count": self.count,
                 "replaced": list(self.replaced)}
 
     def load_state_dict(self, state: dict) -> None:
