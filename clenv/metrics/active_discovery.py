@@ -73,7 +73,8 @@ def summarize_agcd(records: list[dict]) -> dict:
     from clenv.metrics.summary import METRICS_VERSION
 
     out = {
-        "name": start["name"], "metrics_version": METRICS_VERSION, "generator": "agcd", "strategy": start["strategy"],
+        "name": start["name"], "metrics_version": METRICS_VERSION, "generator": "agcd",
+        "strategy": start["strategy"],
         "learner": start["learner"], "query": start["query"],
         "complete": end is not None and len(rounds) == start["rounds"] + 1,
         "rounds": start["rounds"], "budget_per_round": per_round,

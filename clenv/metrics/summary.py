@@ -44,7 +44,6 @@ from clenv.metrics.multilabel import (
     of1,
 )
 
-
 METRICS_VERSION = 2
 """Version of metrics.json's names and conventions (absent in a file means 1). Version 2:
 ``f_last`` from task-end rows (the i-Blurry code's rule, anytime variant ``f_last_anytime``),
