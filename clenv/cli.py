@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from clenv.errors import UserError
+from clenv.errors import EnvironmentFailure, UserError
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "f_last", "online_accuracy", "intransigence", "map",
@@ -126,6 +126,10 @@ def cmd_list(_: argparse.Namespace) -> int:
     print("strategies:")
     for s in STRATEGIES.values():
         print(f"  {s.name:28s} {s.doc}")
+    print("strategy presets (strategies/*.yaml, --strategy NAME):")
+    for f in sorted(clenv.STRATEGY_DIR.glob("*.yaml")):
+        first = f.read_text().splitlines()[0] if f.stat().st_size else ""
+        print(f"  {f.stem:28s} {first.lstrip('# ').strip()}")
     print("models:")
     for m in MODELS.values():
         print(f"  {m.name:28s} {m.doc}")
@@ -236,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except EnvironmentFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -23,3 +23,11 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data root or file is missing or malformed."""
+
+
+class EnvironmentFailure(Exception):
+    """A failure of the machine or the network, not of the user's input (a download that fails or
+    does not match its checksum, a full disk). The CLI prints the one-line message and exits 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))

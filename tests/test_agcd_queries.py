@@ -51,19 +51,68 @@ PRED = [2, 2, 2, 2, 3, 3, 0, 1]
 CONF = [0.90, 0.50, 0.70, 0.30, 0.95, 0.40, 0.99, 0.35]
 
 
-def test_adaptive_switches_from_confident_to_uncertain():
+def test_adaptive_switch_follows_the_official_round_rule():
+    """Conformance with ActiveGCD (novel_margin_sampling_adaptive.py, rounds from 1 as in
+    train_al_ema.py): uncertain-first when round >= adaptive_round, confident-first before.
+
+    Hand-worked from the official query: every row's margin is (4 c - 1) / 3, so margin order
+    is confidence order. Confident-first: 6, 4, 0, 2, 1, 5, 7, 3; cluster 2 in that order is
+    0, 2, 1, 3 and cluster 3 is 4, 5; quota floor(4 / 2) = 2 -> {0, 2} + {4, 5}.
+    Uncertain-first: 3, 7, 5, 1, 2, 0, 4, 6; cluster 2: 3, 1, 2, 0, cluster 3: 5, 4 ->
+    {3, 1} + {5, 4}."""
     p = _probs(PRED, CONF, 4)
-    # budget 4 over 2 new clusters: quota 2 per predicted-new cluster
+    confident, uncertain = {0, 2, 4, 5}, {1, 3, 4, 5}
+
+    def chosen(round_: int, adaptive_round: int = 2, budget: int = 4) -> set[int]:
+        return set(adaptive_order(p, n_old=2, budget=budget, round_=round_,
+                                  adaptive_round=adaptive_round)[:budget].tolist())
+
+    # the default adaptive_round 2: only round 1 is confident-first
+    assert chosen(1) == confident
+    assert chosen(2) == uncertain  # clenv before the fix: still confident-first here
+    assert chosen(3) == uncertain
+    # adaptive_round 3: rounds 1 and 2 confident-first; adaptive_round 1: never confident-first
+    assert chosen(2, adaptive_round=3) == confident and chosen(3, adaptive_round=3) == uncertain
+    assert chosen(1, adaptive_round=1) == uncertain
+    # the order itself: the quota rows in margin order, then the rest of the predicted-new
+    # rows, then the predicted-old rows (6, 7) last in both phases
+    late = adaptive_order(p, n_old=2, budget=4, round_=2, adaptive_round=2)
+    assert late.tolist() == [3, 5, 1, 4, 2, 0, 7, 6]
     early = adaptive_order(p, n_old=2, budget=4, round_=1, adaptive_round=2)
-    assert set(early[:4].tolist()) == {0, 2, 4, 5}  # the 2 most confident of cluster 2, all of 3
-    assert early[:4].tolist() == [4, 0, 2, 5]  # in the confident-first order
-    late = adaptive_order(p, n_old=2, budget=4, round_=3, adaptive_round=2)
-    assert set(late[:4].tolist()) == {3, 1, 5, 4}  # the 2 least confident of cluster 2
-    assert late[:4].tolist() == [3, 5, 1, 4]
-    # the switch happens after adaptive_round: round 2 is still confident-first
-    assert adaptive_order(p, 2, 4, 2, 2)[:4].tolist() == early[:4].tolist()
-    # predicted-old rows come last in both phases
-    assert set(early[-2:].tolist()) == set(late[-2:].tolist()) == {6, 7}
+    assert early.tolist() == [4, 0, 2, 5, 1, 3, 6, 7]
+
+
+def test_adaptive_quota_fill_and_shortage_by_hand():
+    """floor(b / |new|) per predicted-new cluster, then the official fill: further
+    predicted-new rows in margin order. Budget 5 -> quota 2, one fill row: uncertain-first
+    the next predicted-new row after 3, 5, 1, 4 is 2; confident-first after 4, 0, 2, 5 it is
+    1. Budget 7 -> quota 3: cluster 3 has only 2 rows, so the quota gives 5 rows and the fill
+    the 6th (the last predicted-new row). With only 6 predicted-new rows the official code
+    asserts; clenv spends the 7th label on the predicted-old row next in the same order."""
+    p = _probs(PRED, CONF, 4)
+    assert set(adaptive_order(p, 2, 5, 2, 2)[:5].tolist()) == {1, 2, 3, 4, 5}
+    assert set(adaptive_order(p, 2, 5, 1, 2)[:5].tolist()) == {0, 1, 2, 4, 5}
+    o = adaptive_order(p, 2, 7, 2, 2)
+    assert set(o[:5].tolist()) == {3, 1, 2, 5, 4} and o[5] == 0 and o[6] == 7
+    o = adaptive_order(p, 2, 7, 1, 2)
+    assert set(o[:5].tolist()) == {0, 2, 1, 4, 5} and o[5] == 3 and o[6] == 6
+
+
+def test_the_loop_numbers_query_rounds_from_one(tmp_path, monkeypatch):
+    """The round loop hands the query round r = 1..R (the official loop's numbering), so the
+    default adaptive_round 2 makes round 1 the only confident-first round."""
+    import clenv.agcd.loop as loop
+    from tests.test_agcd_run import TINY, _run
+
+    seen = []
+
+    def spy(name, **kw):
+        seen.append(kw["round_"])
+        return rank_candidates(name, **kw)
+
+    monkeypatch.setattr(loop, "rank_candidates", spy)
+    _run(tmp_path, TINY)
+    assert seen == [1, 2]
 
 
 def test_adaptive_fills_from_further_predicted_new_samples():

@@ -258,16 +258,17 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_mnist_missing_root(tmp_path: Path) -> None:
+def test_mnist_missing_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist", "root": str(tmp_path / "nope")})
     assert one_line(exc, "data.root", "nope").startswith("data.root:")
     with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist", "root": str(tmp_path)})
     assert one_line(exc, "no MNIST IDX files", "point data.root").startswith("data.root:")
-    with pytest.raises(ConfigError) as exc:
+    monkeypatch.setenv("CLENV_DATA", str(tmp_path / "cache"))  # no root: the download cache
+    with pytest.raises(DataError) as exc:
         load_pool({"source": "mnist"})
-    one_line(exc, "data.root", "missing")
+    one_line(exc, "data.root", str(tmp_path / "cache"), "data.download: true")
 
 
 # --------------------------------------------------------------------------- cifar100

@@ -98,7 +98,7 @@ def test_coarse_before_fine_multi_depth(pool4) -> None:
 
 
 def test_dual_label_reuses_every_sample(pool2) -> None:
-    stream = _stream(pool2, mode="dual_label")
+    stream = _stream(pool2, mode="dual_label", fine_grouping="child_rank")
     rec = stream.materialize()
     train = set(pool2.train_indices.tolist())
     level, index = rec["level"], rec["index"]
@@ -126,7 +126,7 @@ def test_single_label_is_disjoint_with_balanced_levels() -> None:
     # 50 per leaf, 3 children: round(50 / 4) = 12 go to the coarse task, so a coarse class
     # has 3 * 12 = 36 samples and a fine class 38 (the paper's CIFAR-100 split is 83 / 417)
     pool = load_pool({**TWO_LEVELS, "branching": [4, 3], "train_per_class": 50})
-    stream = _stream(pool, mode="single_label")
+    stream = _stream(pool, mode="single_label", fine_grouping="child_rank")
     rec = stream.materialize()
     _check_records(pool, stream, rec)
     index = rec["index"]
@@ -144,6 +144,99 @@ def test_single_label_is_disjoint_with_balanced_levels() -> None:
     for t in range(1, stream.n_tasks):  # one child of each coarse class per fine task
         classes = np.unique(y[rec["task"] == t])
         assert sorted(par[classes].tolist()) == list(range(4))
+
+
+def _fine_task_superclasses(pool, stream, rec) -> list[list[int]]:
+    """Per fine task: the sorted superclasses it touches, checking that it holds every child."""
+    par = parents(pool)[0]
+    out = []
+    for t in range(1, stream.n_tasks):
+        classes = np.unique(rec["y"][rec["task"] == t])
+        supers = np.unique(par[classes])
+        # whole superclasses: the task's fine classes are exactly their children
+        np.testing.assert_array_equal(classes, np.flatnonzero(np.isin(par, supers)))
+        out.append(supers.tolist())
+    return out
+
+
+@pytest.mark.parametrize("mode", ["dual_label", "single_label"])
+def test_superclass_grouping_is_the_default_uneven_groups_first(mode: str) -> None:
+    # 7 superclasses into 3 fine tasks: groups of 3, 2, 2 (earlier groups take one more)
+    pool = load_pool({**TWO_LEVELS, "branching": [7, 2], "train_per_class": 12})
+    stream = _stream(pool, mode=mode, fine_tasks=3)
+    rec = stream.materialize()
+    _check_records(pool, stream, rec)
+    groups = _fine_task_superclasses(pool, stream, rec)
+    assert [len(g) for g in groups] == [3, 2, 2]
+    assert sorted(s for g in groups for s in g) == list(range(7))  # a partition
+
+
+def test_superclass_grouping_depends_on_the_seed(pool2) -> None:
+    seen = set()
+    for seed in range(6):
+        stream = _stream(pool2, mode="single_label", seed=seed)
+        groups = _fine_task_superclasses(pool2, stream, stream.materialize())
+        assert [len(g) for g in groups] == [2, 1, 1, 1]  # 5 superclasses, 4 fine tasks
+        seen.add(tuple(map(tuple, groups)))
+    assert len(seen) > 1
+
+
+def _cifar100_tree_pool(per_class: int = 12):
+    """A pool with CIFAR-100's 100 classes under its 20 superclasses, per_class vectors each."""
+    from clenv.data.cifar100_names import COARSE_NAMES, FINE_NAMES, coarse_of_fine
+    from clenv.data.pool import Pool
+
+    y = np.repeat(np.arange(100), per_class)
+    return Pool(x=np.zeros((len(y), 2), dtype=np.float32), y=y, train=np.ones(len(y), bool),
+                class_names=list(FINE_NAMES), name="cifar100_tree",
+                ancestors=np.asarray(coarse_of_fine())[:, None],
+                tree_names=[list(COARSE_NAMES)])
+
+
+@pytest.mark.parametrize("mode", ["dual_label", "single_label"])
+def test_cifar100_fine_tasks_hold_four_whole_superclasses(mode: str) -> None:
+    # Hyun1A/HLE data/collections/cifar100_hier_setup{1,2}_split6_n100_m0_rand{0,1,2}: tasks 1-5
+    # each hold the 20 fine classes of 4 whole superclasses (rand0 task1: fish,
+    # large_carnivores, vehicles_1, vehicles_2), 500 samples per class in setup1, 417 in setup2
+    pool = _cifar100_tree_pool()
+    stream = _stream(pool, mode=mode)
+    rec = stream.materialize()
+    assert stream.n_tasks == 6
+    groups = _fine_task_superclasses(pool, stream, rec)
+    assert [len(g) for g in groups] == [4] * 5
+    assert sorted(s for g in groups for s in g) == list(range(20))
+    for t in range(1, 6):
+        assert len(np.unique(rec["y"][rec["task"] == t])) == 20
+
+
+def test_cifar100_task_sizes_match_the_official_split_files() -> None:
+    # Hyun1A/HLE data/collections, rand0-2: cifar100_hier_setup2 (single-label) task 0 holds
+    # 8,300 records at hierarchy 0, 415 per superclass (83 of each child's 500), tasks 1-5
+    # 8,340 = 20 x 417; cifar100_hier_setup1 (dual-label) tasks 1-5 hold 10,000 = 20 x 500
+    pool = _cifar100_tree_pool(500)
+    rec = _stream(pool, mode="single_label").materialize()
+    sizes = np.bincount(rec["task"]).tolist()
+    assert sizes == [8300] + [8340] * 5
+    assert set(np.bincount(rec["y"][rec["task"] == 0]).tolist()) == {415}
+    for t in range(1, 6):
+        assert set(np.bincount(rec["y"][rec["task"] == t])[rec["y"][rec["task"] == t]]) == {417}
+    rec = _stream(pool, mode="dual_label").materialize()
+    assert np.bincount(rec["task"]).tolist() == [50_000] + [10_000] * 5
+
+
+def test_child_rank_grouping_touches_every_superclass() -> None:
+    pool = _cifar100_tree_pool()
+    stream = _stream(pool, mode="single_label", fine_grouping="child_rank")
+    rec = stream.materialize()
+    par = parents(pool)[0]
+    for t in range(1, 6):
+        classes = np.unique(rec["y"][rec["task"] == t])
+        assert sorted(par[classes].tolist()) == list(range(20))
+
+
+def test_too_many_fine_tasks_for_the_superclasses_is_a_config_error(pool2) -> None:
+    with pytest.raises(ConfigError, match="fine_tasks"):
+        _stream(pool2, mode="dual_label", fine_tasks=6)  # 5 superclasses
 
 
 def test_multi_depth_serves_each_sample_once_in_equal_parts(pool4) -> None:
@@ -344,28 +437,20 @@ def test_put_replacement_keeps_counts_consistent() -> None:
     assert mem.choose_slot(0) == 1
 
 
-def test_update_importance_rewards_trained_slots_when_the_loss_drops() -> None:
+def test_update_importance_credits_drawn_slots_and_evicts_the_least_important() -> None:
+    """The eviction follows the importance; the update's arithmetic is pinned by hand in
+    tests/test_plfms_official.py."""
     mem = _memory(True)
     mem.importance[:] = 0.0
-    mem.put(6, torch.zeros(2), torch.tensor([1, 0]), 1, np.array([-1]))  # slot 6 replaced
-    assert mem.replaced == [6]
-    loss_prev = np.full(7, 2.0)
-    loss_now = np.full(7, 1.0)
-    loss_now[6] = 102.0  # a replaced slot's change is not the training's effect: ignored
-    trained = np.array([0, 3, 3, 9])  # duplicates once; slots >= size are ignored
-    mem.update_importance(loss_prev, loss_now, trained, ema=0.9)
-    # decrease = mean over unchanged slots 0..5 of (2 - 1) = 1; 0.9 * 0 + 0.1 * 1 = 0.1
-    np.testing.assert_allclose(mem.importance, [0.1, 0, 0, 0.1, 0, 0, 0])
-    assert mem.replaced == []
-    # the loss went up: trained slots lose importance, 0.5 * 0.1 + 0.5 * (-1) = -0.45
-    mem.update_importance(np.full(7, 1.0), np.full(7, 2.0), np.array([0]), ema=0.5)
-    np.testing.assert_allclose(mem.importance[:2], [-0.45, 0.0])
-    # no previous losses (the first refresh): nothing changes
-    mem.update_importance(None, np.zeros(7), np.array([1]), ema=0.5)
-    np.testing.assert_allclose(mem.importance[:2], [-0.45, 0.0])
-    # the lowest importance is evicted: class 0 (own 3 = largest without PL) gives up slot 0
+    mem.record_draw(np.array([1, 2]))
+    # the loss went up by 1 everywhere: drawn slots lose (1 - 0.5) * (1 - 0) = 0.5
+    mem.update_importance(np.full(7, 1.0), np.full(7, 2.0), ema=0.5)
+    np.testing.assert_allclose(mem.importance, [0, -0.5, -0.5, 0, 0, 0, 0])
+    assert len(mem.drawn) == 0 and mem.replaced == []
+    # class 0 (own 3 = largest without PL) gives up its least important slot, the earlier of
+    # the tied slots 1 and 2
     mem.use_pseudo = False
-    assert mem.choose_slot(0) == 0
+    assert mem.choose_slot(0) == 1
 
 
 def _plfms(**params):
@@ -506,7 +591,7 @@ def test_hle_cifar100_needs_a_root(tmp_path: Path) -> None:
     ok = _clenv("check", str(path), "--set", f"data.root={root}")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok:") and "hle" in ok.stdout
-    # the paper's split: 20 superclasses, then 5 tasks of 20 fine classes (one child of each)
+    # the paper's structure: 20 superclasses, then 5 tasks of 20 fine classes (4 superclasses)
     pool = load_pool({**cfg["data"], "root": str(root)})
     stream = build_stream(pool, validate_scenario(cfg["scenario"]))
     assert stream.n_tasks == 6

@@ -467,6 +467,54 @@ def test_multilane_end_to_end_old_lanes_frozen(canvas: Pool) -> None:
     assert 0 < c["trainable_params"] < c["n_params"] and c["grad_steps"] > 0
 
 
+def test_multilane_cosine_lr_per_epoch_and_fresh_adam_per_task(canvas: Pool) -> None:
+    """As the official multi_lane/engine.py (train_and_evaluate): a new Adam per task and
+    CosineAnnealingLR(T_max=epochs) stepped per epoch — batch k of a task, starting at row r,
+    trains at lr0 * (1 + cos(pi * e / E)) / 2 with e = r // (the task's samples per epoch)."""
+    import math
+
+    require("timm")
+    from clenv.strategies.multilane import MultiLaneStrategy
+
+    class Rates(MultiLaneStrategy):
+        def setup(self, spec):
+            super().setup(spec)
+            self.seen: list[tuple[int, int, float, int]] = []  # task, row, lr, Adam steps
+            self.rows: dict[int, int] = {}
+
+        def learn(self, batch, info):
+            out = super().learn(batch, info)
+            t = int(info["task"][info["valid"]][0])
+            head = self.optimizer.state[self.net.head.weight]
+            self.seen.append((t, self.rows.get(t, 0), self.optimizer.param_groups[0]["lr"],
+                              int(head["step"])))
+            self.rows[t] = self.rows.get(t, 0) + int(info["valid"].sum())
+            return out
+
+    epochs, lr0 = 3, 0.02
+    cfg = config(strategy={"name": "multilane", "lr": lr0, "n_selectors": 2, "n_prompts": 2,
+                           "prompt_layers": 1},
+                 scenario={"generator": "mlcil", "seed": 0, "increment": 2, "epochs": epochs,
+                           "batch_size": 16},
+                 data={**DATA, "train_size": 120, "test_size": 20}, model=TINY_VIT)
+    env = make_env(cfg, canvas)
+    strat = Rates(**{k: v for k, v in cfg["strategy"].items() if k != "name"})
+    episode(cfg, env, strat, EventLog(None), {})
+    per_epoch = {t: len(env.stream.segments[t * epochs].indices)
+                 for t in range(env.stream.n_tasks)}
+    assert {t for t, *_ in strat.seen} == set(range(env.stream.n_tasks))
+    epochs_seen = set()
+    for t, row, lr, _ in strat.seen:
+        e = row // per_epoch[t]
+        epochs_seen.add(e)
+        assert lr == pytest.approx(lr0 * (1 + math.cos(math.pi * e / epochs)) / 2, rel=1e-12)
+    assert epochs_seen == {0, 1, 2}
+    # the shared head's Adam step count restarts at every task: a fresh optimiser
+    for t in per_epoch:
+        steps = [n for u, _, _, n in strat.seen if u == t]
+        assert steps == list(range(1, len(steps) + 1)), t
+
+
 @pytest.mark.parametrize(("strategy", "boundaries", "needle"), [
     ("multilane", "hidden", "scenario.boundaries: exposed"),
     ("plfms", "exposed", "not multi-label")])
@@ -571,6 +619,29 @@ def test_real_presets_need_a_root(name: str, n_tasks: int, tmp_path: Path, capsy
     cfg = load_config(path, overrides=[f"data.root={root}", "data.image_size=8"])
     env = Run(cfg).env
     assert env.stream.n_tasks == n_tasks and env.n_classes == (80 if "coco" in name else 20)
+
+
+@pytest.mark.parametrize(("name", "counts", "lr", "clip"), [
+    ("mlcil_coco_b0_c10", 20, 0.015, 0.0), ("mlcil_coco_b40_c10", 20, 0.015, 0.0),
+    ("mlcil_voc_b0_c4", 10, 0.05, 0.0), ("mlcil_voc_b10_c2", 10, 0.05, 0.0),
+    ("mlcil_canvas", 10, 0.03, 1.0), ("mlcil_digits", 10, 0.03, 1.0)])
+def test_multilane_presets_of_the_ready_files(name: str, counts: int, lr: float,
+                                              clip: float) -> None:
+    """COCO: the official configs/coco.py (20 selectors, 20 prompts, lr 0.03 x 128/256); VOC:
+    configs/voc.py (10, 10, lr 0.05 x 256/256); no clipping, cosine schedule. The simulated
+    canvas and digit scenarios keep the calibrated preset."""
+    st = load_config(str(SCENARIOS / f"{name}.yaml"))["strategy"]
+    assert st["name"] == "multilane" and st["schedule"] == "cosine" and st["prompt_layers"] == 5
+    assert (st["n_selectors"], st["n_prompts"], st["lr"], st["grad_clip"]) == \
+        (counts, counts, lr, clip)
+
+
+def test_clenv_list_shows_the_multilane_presets(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    presets = out[out.index("strategy presets"):out.index("models:")]
+    for stem in ("multilane", "multilane_coco", "multilane_voc", "er_bce"):
+        assert f"\n  {stem} " in presets, stem
 
 
 def test_coco_small_fixture_runs_with_own_split(tmp_path: Path) -> None:

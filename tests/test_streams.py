@@ -300,7 +300,7 @@ def test_disjoint_class_order_and_classes_per_task() -> None:
 def test_blurry_invariants(m: float) -> None:
     pool = _pool(20, 100)
     stream = _stream(pool, generator="blurry", n_tasks=4, blurry=m, epochs=2, seed=4,
-                     chunk_size=333)
+                     chunk_size=333, convention="paper")
     full = stream.materialize()
     _check_common(pool, stream, full)
     labels = _labels(pool, full)
@@ -313,6 +313,45 @@ def test_blurry_invariants(m: float) -> None:
     for c in range(20):
         rows = first & (labels == c)
         assert (full["task"][rows] != stream.major_task[c]).sum() == int(round(m / 100 * 100))
+
+
+def _outside_major_percent(pool, stream) -> float:
+    """Percent of the blurred classes' training samples served outside their major task."""
+    full = stream.materialize()
+    labels = _labels(pool, full)
+    outside = full["task"] != stream.major_task[labels]
+    blurred = np.unique(labels[outside])
+    return 100 * outside.sum() / np.isin(labels, blurred).sum()
+
+
+@pytest.mark.parametrize("generator", ["blurry", "iblurry"])
+@pytest.mark.parametrize(("convention", "expected", "tol"),
+                         [("released", 8.0, 0.3), ("paper", 10.0, 1e-9)])
+def test_blurry_convention_share_outside_the_major_task(generator: str, convention: str,
+                                                        expected: float, tol: float) -> None:
+    # released (the default): M% of a blurred class spread over all T tasks, its own included,
+    # so M(T-1)/T = 8% lands outside for M=10, T=5 -- as the released split files:
+    # naver-ai/i-Blurry collections/cifar100/cifar100_split5_n50_m10_rand{1,2,3}_task*.json hold
+    # 8.14%, 7.93%, 8.00% of the blurry classes' samples outside their major task, and
+    # clovaai/rainbow-memory collections/cifar100/cifar100_train_blurry10_rand{1,2,3}_cls20 hold
+    # 8.03%, 7.94%, 8.06% outside. paper: exactly M% moves to the other tasks.
+    pool = _pool(100, 500, 1)
+    extra = ({"blurry": 10.0} if generator == "blurry"
+             else {"disjoint_percent": 50.0, "blurry_percent": 10.0})
+    scenario = {"generator": generator, "n_tasks": 5, **extra}
+    if convention == "paper":
+        scenario["convention"] = "paper"
+    share = _outside_major_percent(pool, _stream(pool, **scenario))
+    assert abs(share - expected) <= tol, share
+
+
+def test_blurry_released_convention_keeps_task_sizes_near_equal() -> None:
+    # the released Blurry10 / i-Blurry-50-10 files have 10,000 samples in each of the 5 tasks;
+    # spreading over all tasks moves as much into a task as out of it on average
+    pool = _pool(100, 500, 1)
+    stream = _stream(pool, generator="blurry", n_tasks=5, blurry=10.0)
+    sizes = np.diff(np.concatenate([[0], stream.task_ends]))
+    assert np.abs(sizes - 10_000).max() < 300, sizes
 
 
 def test_blurry_zero_is_disjoint() -> None:
@@ -328,7 +367,8 @@ def test_iblurry_invariants(n_pct: float, m_pct: float, epochs: int) -> None:
     per_class = 60
     pool = _pool(20, per_class)
     stream = _stream(pool, generator="iblurry", n_tasks=4, disjoint_percent=n_pct,
-                     blurry_percent=m_pct, epochs=epochs, seed=9, chunk_size=100)
+                     blurry_percent=m_pct, epochs=epochs, seed=9, chunk_size=100,
+                     convention="paper")
     full = stream.materialize()
     _check_common(pool, stream, full)
     labels = _labels(pool, full)

@@ -12,8 +12,8 @@ AGCD_STRATEGY_FIELDS: dict[str, Field] = {
                      "or kmeans (semi-supervised k-means on the input)", choices=LEARNERS),
     "query": Field(str, "adaptive", "query strategy; none and all are the lower and upper "
                    "references (no labels bought / every candidate labelled)", choices=QUERIES),
-    "adaptive_round": Field(int, 2, "adaptive: rounds 1..adaptive_round query confident-first, "
-                            "later rounds uncertain-first", min=0),
+    "adaptive_round": Field(int, 2, "adaptive: the first uncertain-first round (rounds count "
+                            "from 1; earlier rounds query confident-first)", min=0),
     "base_epochs": Field(int, 30, "epochs on the initial labelled + unlabelled data before "
                          "round 1", min=0),
     "epochs_per_round": Field(int, 10, "epochs after each query round", min=0),
@@ -29,8 +29,31 @@ AGCD_STRATEGY_FIELDS: dict[str, Field] = {
     "distill_weight": Field(float, 1.0, "weight of the self-distillation term", min=0),
     "memax_weight": Field(float, 2.0, "weight of the mean-entropy regulariser", min=0),
     "student_temp": Field(float, 0.1, "temperature of the cosine logits", min=1e-6),
-    "teacher_temp": Field(float, 0.05, "temperature of the sharpened teacher (< student_temp)",
+    "teacher_temp": Field(float, 0.04, "temperature of the sharpened teacher after the "
+                          "warm-up (< student_temp; ActiveGCD: 0.04)", min=1e-6),
+    "warmup_teacher_temp": Field(float, 0.07, "teacher temperature at the first warm-up epoch "
+                                 "(ActiveGCD: 0.07), linear to teacher_temp", min=1e-6),
+    "warmup_teacher_epochs": Field(int, 30, "epochs of the teacher-temperature warm-up", min=1),
+    "teacher_warmup": Field(str, "base", "where the warm-up counts epochs: base (over the "
+                            "base epochs; rounds use teacher_temp, as ActiveGCD), round "
+                            "(restarts in every phase) or run (across all phases)",
+                            choices=("base", "round", "run")),
+    "proj_dim": Field(int, 256, "projection head output for the contrastive terms (0: no "
+                      "projection head and no contrastive terms)", min=0),
+    "proj_hidden": Field(int, 2048, "hidden width of the projection head", min=1),
+    "proj_layers": Field(int, 3, "linear layers of the projection head", min=1),
+    "infonce_weight": Field(float, 1.0, "weight of the unsupervised InfoNCE term (inside 1 - "
+                            "lambda)", min=0),
+    "supcon_weight": Field(float, 1.0, "weight of the supervised contrastive term (inside "
+                           "lambda)", min=0),
+    "infonce_temp": Field(float, 1.0, "InfoNCE temperature (ActiveGCD calls it with 1.0)",
                           min=1e-6),
+    "supcon_temp": Field(float, 0.07, "SupCon temperature (and base temperature)", min=1e-6),
+    "schedule": Field(str, "cosine", "learning rate per epoch within each phase: cosine "
+                      "(to lr * min_lr_factor, ActiveGCD) or constant",
+                      choices=("cosine", "constant")),
+    "min_lr_factor": Field(float, 1e-3, "cosine: the rate at the end of a phase, as a share "
+                           "of lr", min=0, max=1),
     "ema_decay": Field(float, 0.9, "decay of the EMA model that makes the label mapping",
                        min=0, max=1),
     "noise": Field(float, 0.1, "augmentation: Gaussian noise, in units of the input's std",
@@ -66,8 +89,9 @@ def check_agcd_config(cfg: dict) -> dict:
                           f"{cfg['data']['source']} is multi-label",
                           "use synthetic, digits, mnist, cifar100 or tensors")
     s = cfg["strategy"]
-    if s["learner"] == "simgcd" and s["teacher_temp"] >= s["student_temp"]:
-        raise ConfigError("strategy.teacher_temp", f"the teacher must be sharper than the "
-                          f"student: expected < student_temp = {s['student_temp']:g}, got "
-                          f"{s['teacher_temp']:g}", "use e.g. teacher_temp: 0.05")
+    for key in ("teacher_temp", "warmup_teacher_temp"):
+        if s["learner"] == "simgcd" and s[key] >= s["student_temp"]:
+            raise ConfigError(f"strategy.{key}", f"the teacher must be sharper than the "
+                              f"student: expected < student_temp = {s['student_temp']:g}, got "
+                              f"{s[key]:g}", f"use e.g. {key}: 0.05")
     return cfg

@@ -124,7 +124,7 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
         evaluate(0)
         rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6CD]))
         bought = np.zeros(0, dtype=np.int64)  # candidate positions labelled so far
-        for r in range(1, env.R + 1):
+        for r in range(1, env.R + 1):  # query rounds count from 1, as train_al_ema.py's loop
             tq = time.perf_counter()
             query = params["query"]
             if query in ("none", "all"):

@@ -8,10 +8,14 @@ All of them are vectorised numpy over (n, K) probabilities and (n, d) features.
 - kcenter: greedy k-center (Sener & Savarese 2018): repeatedly the point farthest from every
   labelled and already chosen point.
 - novel_margin: samples predicted as a new cluster (index >= n_old) first, by margin.
-- adaptive: AGCD's adaptive novel sampling (Ma et al. 2024, NovelMarginSamplingAdaptive):
-  margin order descending (confident first) in rounds 1..adaptive_round, ascending (uncertain
-  first) later; the first floor(b / n_new) samples of every predicted-new cluster in that order,
-  then further predicted-new samples in that order, then the rest.
+- adaptive: AGCD's adaptive novel sampling (Ma et al. 2024; ActiveGCD's
+  query_strategies/novel_margin_sampling_adaptive.py, NovelMarginSamplingAdaptive.query): rounds
+  count from 1; margin order descending (confident first) in rounds r < adaptive_round,
+  ascending (uncertain first) from round adaptive_round on (default 2: only round 1 is
+  confident-first); the first floor(b / n_new) samples of every predicted-new cluster in that
+  order, then further predicted-new samples in that order (as the official code), then the
+  predicted-old samples in that order, where the official code stops with an assertion (not
+  enough predicted-new samples to spend the budget on).
 """
 
 from __future__ import annotations
@@ -99,8 +103,9 @@ def novel_margin_order(p: np.ndarray, n_old: int) -> np.ndarray:
 
 def adaptive_order(p: np.ndarray, n_old: int, budget: int, round_: int,
                    adaptive_round: int) -> np.ndarray:
-    """AGCD's adaptive novel sampling (see the module doc); ``round_`` counts from 1."""
-    order = margin_order(p, descending=round_ <= adaptive_round)
+    """AGCD's adaptive novel sampling (see the module doc); ``round_`` counts from 1 (the first
+    query round is 1), confident-first while ``round_ < adaptive_round``."""
+    order = margin_order(p, descending=round_ < adaptive_round)
     pred = p[order].argmax(1)
     novel = pred >= n_old
     n_new = p.shape[1] - n_old

@@ -192,6 +192,10 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     if validation:  # kept only when set, so configs without it are unchanged
         cfg["scenario"]["validation"] = check_value(validation, VALIDATION_FIELD,
                                                     "scenario.validation")
+    if cfg["scenario"]["generator"] == "from_file":  # the split files name the images
+        from clenv.scenarios.from_file import data_section
+
+        cfg["data"] = data_section(cfg["scenario"], cfg["data"])
     data = dict(cfg["data"] or DEFAULT_DATA)
     src = data.get("source")
     if src not in SOURCES:
@@ -233,7 +237,7 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
         from clenv.avalanche.catalog import check_section
 
         check_section(cfg["strategy"])
-        if gen in ("hle", "mlcil"):
+        if gen in ("hle", "mlcil") or cfg["scenario"].get("format") == "hle":  # from_file
             raise ConfigError("strategy.name", f"the avalanche adapter runs single-label "
                               f"streams; {gen} streams are hierarchical or multi-label",
                               "use another scenario, or export an hle stream with "

@@ -1,25 +1,30 @@
-"""The ``cifar100`` source: CIFAR-100 read from its python-version pickles, with the 20 coarse
-superclasses as a two-level label tree."""
+"""The ``cifar100`` source: CIFAR-100 read from its python-version pickles (through the restricted
+unpickler), with the 20 coarse superclasses as a two-level label tree. ``download: true`` fetches
+and extracts the official archive (torchvision's URL and md5s) into ``root/cifar-100-python``."""
 
 from __future__ import annotations
 
-import os
-import pickle
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from clenv.config.schema import Field
+from clenv.data.download import data_root, fetch_cifar, find_or_fetch
 from clenv.data.pool import Pool, limit_per_class
+from clenv.data.safe_pickle import load_dict, text
 from clenv.errors import DataError
 
 NAME = "cifar100"
 NEEDS_ROOT = True
-DOC = "CIFAR-100 python pickles (train, test, meta) in data.root or data.root/cifar-100-python."
+DOC = "CIFAR-100 python pickles (train, test, meta) in data.root or data.root/cifar-100-python; " \
+      "download: true fetches them."
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, doc="folder holding cifar-100-python/ or its train, test and meta files"),
+    "root": Field(str, None, "folder holding cifar-100-python/ or its train, test and meta "
+                             "files; null: $CLENV_DATA or ~/.cache/clenv/data", nullable=True),
+    "download": Field(bool, False, "fetch and extract the official archive into "
+                                   "root/cifar-100-python when the files are missing "
+                                   "(md5-checked, cached)"),
     "seed": Field(int, 0, "random seed of subsampling"),
     "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
                                  min=1, nullable=True),
@@ -27,32 +32,13 @@ FIELDS: dict[str, Field] = {
                                 min=1, nullable=True),
 }
 
-_FILES = ("train", "test", "meta")
-
-
-def _text(value: Any) -> Any:
-    return value.decode("latin1") if isinstance(value, bytes) else value
-
-
-def _unpickle(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """Load one CIFAR pickle; return its entries under str keys, checking ``keys`` are there."""
-    try:
-        with path.open("rb") as fh:
-            raw = pickle.load(fh, encoding="bytes")
-    except Exception as exc:  # any unpickling failure means a bad file
-        raise DataError(f"{path}: cannot unpickle CIFAR-100 file ({type(exc).__name__}: "
-                        f"{exc}); replace the file") from exc
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a pickled dict, got {type(raw).__name__}; replace it")
-    entries = {_text(k): v for k, v in raw.items()}
-    missing = [k for k in keys if k not in entries]
-    if missing:
-        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; replace the file")
-    return entries
+BASE_FOLDER = "cifar-100-python"
+_FILES = ["train", "test", "meta"]
+_WHAT = "CIFAR-100"
 
 
 def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = _unpickle(path, ("data", "fine_labels", "coarse_labels"))
+    d = load_dict(path, ("data", "fine_labels", "coarse_labels"), _WHAT)
     data = np.asarray(d["data"])
     fine = np.asarray(d["fine_labels"], dtype=np.int64)
     coarse = np.asarray(d["coarse_labels"], dtype=np.int64)
@@ -67,18 +53,12 @@ def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def load(params: dict, key: str) -> Pool:
     """Load CIFAR-100 from ``params['root']`` (official train/test split)."""
-    root = Path(os.path.expanduser(params["root"]))
-    fix = f"point {key}.root at the folder that holds cifar-100-python/"
-    if not root.is_dir():
-        raise DataError(f"{key}.root: folder {root} does not exist; {fix}")
-    folder = root / "cifar-100-python" if (root / "cifar-100-python").is_dir() else root
-    missing = [f for f in _FILES if not (folder / f).is_file()]
-    if missing:
-        raise DataError(f"{key}.root: no CIFAR-100 file(s) {', '.join(missing)} in {folder}; "
-                        f"{fix}")
-    meta = _unpickle(folder / "meta", ("fine_label_names", "coarse_label_names"))
-    fine_names = [str(_text(n)) for n in meta["fine_label_names"]]
-    coarse_names = [str(_text(n)) for n in meta["coarse_label_names"]]
+    root = data_root(params["root"])
+    folder = find_or_fetch(key, root, BASE_FOLDER, _FILES, f"{_WHAT} file(s)",
+                           params["download"], lambda: fetch_cifar("CIFAR100", root))
+    meta = load_dict(folder / "meta", ("fine_label_names", "coarse_label_names"), _WHAT)
+    fine_names = [str(text(n)) for n in meta["fine_label_names"]]
+    coarse_names = [str(text(n)) for n in meta["coarse_label_names"]]
     x_tr, fine_tr, coarse_tr = _read_split(folder / "train")
     x_te, fine_te, coarse_te = _read_split(folder / "test")
     fine, coarse = np.concatenate([fine_tr, fine_te]), np.concatenate([coarse_tr, coarse_te])

@@ -1,13 +1,15 @@
-"""The ``mnist`` source: MNIST read from its IDX files (plain or .gz) in a user folder.
+"""The ``mnist`` source: MNIST read from its IDX files (plain or .gz) in a folder, and the IDX
+reader shared with the other MNIST-format sources (``fashion_mnist``, ``kmnist``).
 
 With both the train and t10k pairs the official split is used; with one pair only (e.g. a
-test-only folder) a seeded stratified split of it is made.
+test-only folder) a seeded stratified split of it is made. ``download: true`` fetches the four
+official files (torchvision's URLs and md5s) into ``root/MNIST/raw`` when no complete set is
+there or directly in ``root``.
 """
 
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from pathlib import Path
 
@@ -15,23 +17,36 @@ import numpy as np
 
 from clenv.config.schema import Field
 from clenv.data.digits import DIGIT_NAMES
+from clenv.data.download import data_root, fetch_idx_family, missing_files
 from clenv.data.pool import Pool, check_fraction, limit_per_class, seeded_split
 from clenv.errors import DataError
 
 NAME = "mnist"
 NEEDS_ROOT = True
-DOC = "MNIST from its IDX files (plain or .gz) in data.root or data.root/MNIST/raw."
+DOC = "MNIST from its IDX files (plain or .gz) in data.root or data.root/MNIST/raw; " \
+      "download: true fetches them."
 
-FIELDS: dict[str, Field] = {
-    "root": Field(str, doc="folder holding the MNIST IDX files (or their MNIST/raw subfolder)"),
-    "seed": Field(int, 0, "random seed of the split (test-only roots) and of subsampling"),
-    "test_fraction": Field(float, 0.2, "share of each class held out for test when only one "
-                                       "pair of files is present, in (0, 1)"),
-    "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
-                                 min=1, nullable=True),
-    "max_test_per_class": Field(int, None, "keep at most this many test samples per class",
-                                min=1, nullable=True),
-}
+
+def idx_fields(what: str, folder: str) -> dict[str, Field]:
+    """The parameters of an MNIST-format source (``what`` names it, ``folder`` is its
+    torchvision subfolder)."""
+    return {
+        "root": Field(str, None, f"folder holding the {what} IDX files (or their {folder}/raw "
+                                 f"subfolder); null: $CLENV_DATA or ~/.cache/clenv/data",
+                      nullable=True),
+        "download": Field(bool, False, f"fetch the official {what} files into root/{folder}/raw "
+                                       f"when root holds no complete set (md5-checked, cached)"),
+        "seed": Field(int, 0, "random seed of the split (test-only roots) and of subsampling"),
+        "test_fraction": Field(float, 0.2, "share of each class held out for test when only one "
+                                           "pair of files is present, in (0, 1)"),
+        "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
+                                     min=1, nullable=True),
+        "max_test_per_class": Field(int, None, "keep at most this many test samples per class",
+                                    min=1, nullable=True),
+    }
+
+
+FIELDS: dict[str, Field] = idx_fields("MNIST", "MNIST")
 
 _PAIRS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -61,42 +76,61 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(images: Path, labels: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     x = read_idx(images, 3)
     y = read_idx(labels, 1)
     if len(x) != len(y):
         raise DataError(f"{images}: holds {len(x)} images but {labels.name} holds {len(y)} "
                         f"labels; replace the mismatched file")
-    if y.size and y.max() >= len(DIGIT_NAMES):
-        raise DataError(f"{labels}: label {int(y.max())} outside 0..9; replace the file")
+    if y.size and y.max() >= n_classes:
+        raise DataError(f"{labels}: label {int(y.max())} outside 0..{n_classes - 1}; replace "
+                        f"the file")
     return x[:, None, :, :], y.astype(np.int64)
 
 
-def load(params: dict, key: str) -> Pool:
-    """Load MNIST from ``params['root']`` (official split when both pairs are present)."""
-    root = Path(os.path.expanduser(params["root"]))
-    fix = f"point {key}.root at the folder that holds them"
-    if not root.is_dir():
-        raise DataError(f"{key}.root: folder {root} does not exist; point {key}.root at the "
-                        f"folder that holds the MNIST IDX files")
+def _scan(folder: Path, key: str) -> dict[str, tuple[Path, Path]]:
+    """The complete train/t10k pairs in ``folder``; a pair with one file only is an error."""
+    pairs = {}
+    for split, (im, lb) in _PAIRS.items():
+        images, labels = _find(folder, im), _find(folder, lb)
+        if (images is None) != (labels is None):
+            missing = lb if labels is None else im
+            raise DataError(f"{key}.root: {missing}[.gz] is missing next to "
+                            f"{(images or labels).name} in {folder}; add it")
+        if images is not None:
+            pairs[split] = (images, labels)
+    return pairs
+
+
+def _complete(folder: Path) -> bool:
+    return all(_find(folder, stem) is not None for pair in _PAIRS.values() for stem in pair)
+
+
+def load_idx_source(params: dict, key: str, *, name: str, what: str, folder_name: str,
+                    class_names: list[str]) -> Pool:
+    """Load an MNIST-format source from ``params['root']`` or its ``folder_name/raw``
+    subfolder (official split when both pairs are present), fetching the official files of
+    torchvision's ``folder_name`` class first when ``params['download']`` is set and no complete
+    set is there."""
+    root = data_root(params["root"])
+    raw = root / folder_name / "raw"
+    if params["download"]:
+        folders = [next((f for f in (root, raw) if f.is_dir() and _complete(f)), raw)]
+        if not _complete(folders[0]):
+            fetch_idx_family(folder_name, raw)
+    else:
+        folders = [root, raw]
     pairs: dict[str, tuple[Path, Path]] = {}
     folder = root
-    for folder in (root, root / "MNIST" / "raw"):
-        found = {split: (_find(folder, im), _find(folder, lb)) for split, (im, lb) in
-                 _PAIRS.items()}
-        for split, (im, lb) in found.items():
-            if (im is None) != (lb is None):
-                missing = _PAIRS[split][1] if lb is None else _PAIRS[split][0]
-                raise DataError(f"{key}.root: {missing}[.gz] is missing next to "
-                                f"{(im or lb).name} in {folder}; add it")
-        pairs = {split: pair for split, pair in found.items() if pair[0] is not None}
+    for folder in folders:
+        pairs = _scan(folder, key) if folder.is_dir() else {}
         if pairs:
             break
     if not pairs:
         wanted = ", ".join(f"{stem}[.gz]" for pair in _PAIRS.values() for stem in pair)
-        raise DataError(f"{key}.root: no MNIST IDX files ({wanted}) in {root} or "
-                        f"{root / 'MNIST' / 'raw'}; {fix}")
-    arrays = {split: _read_pair(*pair) for split, pair in pairs.items()}
+        raise missing_files(key, root, f"{what} IDX files ({wanted})", f"{folder_name}/raw")
+    arrays = {split: _read_pair(*pair, n_classes=len(class_names))
+              for split, pair in pairs.items()}
     if len(arrays) == 2:
         (x_tr, y_tr), (x_te, y_te) = arrays["train"], arrays["t10k"]
         x, y = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
@@ -107,8 +141,14 @@ def load(params: dict, key: str) -> Pool:
         x, y = next(iter(arrays.values()))
         train = seeded_split(y, fraction, params["seed"])
         split = "seeded"
-    pool = Pool(x=x, y=y, train=train, class_names=list(DIGIT_NAMES), name=NAME,
-                meta={"source": NAME, "params": dict(params), "root": str(folder),
+    pool = Pool(x=x, y=y, train=train, class_names=list(class_names), name=name,
+                meta={"source": name, "params": dict(params), "root": str(folder),
                       "split": split})
     return limit_per_class(pool, params["max_train_per_class"], params["max_test_per_class"],
                            params["seed"])
+
+
+def load(params: dict, key: str) -> Pool:
+    """Load MNIST (see ``load_idx_source``)."""
+    return load_idx_source(params, key, name=NAME, what="MNIST", folder_name="MNIST",
+                           class_names=DIGIT_NAMES)

@@ -8,7 +8,22 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from clenv.config.schema import Field, validate
-from clenv.data import canvas, cifar100, coco, digits, mnist, semantic, synthetic, tensors, voc
+from clenv.data import (
+    canvas,
+    cifar10,
+    cifar100,
+    coco,
+    digits,
+    fashion_mnist,
+    kmnist,
+    mnist,
+    semantic,
+    split_files,
+    svhn,
+    synthetic,
+    tensors,
+    voc,
+)
 from clenv.data.pool import Pool
 from clenv.data.tree import attach_tree
 from clenv.errors import ConfigError
@@ -46,8 +61,9 @@ def _from_module(module: ModuleType) -> DataSource:
 
 
 SOURCES: dict[str, DataSource] = {
-    s.name: s for s in map(_from_module, (synthetic, digits, mnist, cifar100, tensors, canvas,
-                                          coco, voc, semantic))
+    s.name: s for s in map(_from_module, (synthetic, digits, mnist, fashion_mnist, kmnist,
+                                          cifar10, cifar100, svhn, tensors, canvas, coco, voc,
+                                          semantic, split_files))
 }
 
 

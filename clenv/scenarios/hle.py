@@ -11,8 +11,13 @@ Modes (the pool must carry a label tree; level 0 is the coarsest):
 - ``multi_depth`` (any depth): top-down, one task per level; every leaf class's samples are
   split into equal parts, one per level, each part labelled at its level.
 
-Fine tasks (dual/single) group the leaves by child rank: task k holds the k-th child of every
-coarse class (CIFAR-100: 5 tasks, one child of each superclass each), or ``fine_tasks`` groups.
+Fine tasks (dual/single), ``fine_grouping``:
+- ``superclass`` (default, as the official split files of Hyun1A/HLE, ``data/collections/
+  cifar100_hier_setup{1,2}``): the coarse classes are shuffled (seeded by ``seed``) and cut into
+  ``fine_tasks`` groups, earlier groups taking one more when uneven; a fine task holds every
+  child of the coarse classes of its group (CIFAR-100: 5 tasks of 4 whole superclasses);
+- ``child_rank``: task k holds the k-th child (seeded order) of every coarse class, so every
+  fine task touches every coarse class.
 ``imbalance_ratio`` (head-to-tail) subsamples every task's classes with an exponential profile
 over a seeded class order: class of rank r keeps ratio^(-r / (n - 1)) of its samples.
 A sample is a *virtual* id ``level * n_pool + index``, so one image can appear at two levels.
@@ -37,6 +42,9 @@ HLE_FIELDS: dict[str, Field] = {
                   choices=("dual_label", "single_label", "multi_depth")),
     "fine_tasks": Field(int, None, "dual/single: number of fine tasks (default: the largest "
                         "number of children of a coarse class)", min=1),
+    "fine_grouping": Field(str, "superclass", "dual/single: superclass (whole coarse classes per "
+                           "fine task, as the official split files) or child_rank (the k-th "
+                           "child of every coarse class)", choices=("superclass", "child_rank")),
     "imbalance_ratio": Field(float, 1.0, "head-to-tail sample ratio within every task",
                              min=1.0),
 }
@@ -58,6 +66,20 @@ def _imbalance(samples: np.ndarray, units: np.ndarray, ratio: float,
     return np.concatenate(keep)
 
 
+def _fine_groups(children: dict[int, list[int]], fine_classes: np.ndarray, n_fine: int,
+                 grouping: str, rng: np.random.Generator) -> list[list[int]]:
+    """The fine classes of each fine task (see the module docstring for the two groupings)."""
+    if grouping == "superclass":  # Hyun1A/HLE split files: whole superclasses per fine task
+        coarse = rng.permutation(sorted(children))
+        return [sorted(c for p in part.tolist() for c in children[p])
+                for part in np.array_split(coarse, n_fine)]
+    rank = {}
+    for kids in children.values():
+        for r, c in enumerate(rng.permutation(kids).tolist()):
+            rank[c] = r
+    return [[c for c in fine_classes.tolist() if rank[c] % n_fine == t] for t in range(n_fine)]
+
+
 def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
     """Plan an HLE stream over the pool's training samples."""
     L = pool.depth
@@ -76,7 +98,6 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0x41E]))
     # per virtual id: unit (offset of its level + its label there) and target label
     virt_units = (offsets[None, :] + lab).T.reshape(-1)  # v = level * N + index
-    virt_targets = lab.T.reshape(-1)
     leaf = lab[:, -1]
     parent = lab[:, -2] if L >= 2 else None
     tasks: list[tuple[int, np.ndarray]] = []  # (level, pool indices)
@@ -93,16 +114,12 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
         children: dict[int, list[int]] = {}
         for c in fine_classes.tolist():
             children.setdefault(par[c], []).append(c)
-        rank = {}
-        for kids in children.values():
-            for r, c in enumerate(rng.permutation(kids).tolist()):
-                rank[c] = r
         n_fine = cfg["fine_tasks"] or max(len(k) for k in children.values())
-        fine_groups = [[c for c in fine_classes.tolist() if rank[c] % n_fine == t]
-                       for t in range(n_fine)]
+        fine_groups = _fine_groups(children, fine_classes, n_fine, cfg["fine_grouping"], rng)
         if any(not g for g in fine_groups):
             raise ConfigError(f"{key}.fine_tasks", f"{n_fine} fine tasks leave a task without "
-                              "classes", "use fewer fine tasks")
+                              f"classes ({len(children)} coarse classes, grouping "
+                              f"{cfg['fine_grouping']})", "use fewer fine tasks")
         if mode == "dual_label":
             tasks.append((0, train))
             for g in fine_groups:
@@ -118,18 +135,33 @@ def build_hle(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
             tasks.append((0, coarse_idx))
             for g in fine_groups:
                 tasks.append((1, fine_idx[np.isin(leaf[fine_idx], g)]))
-    task_samples, task_classes = [], []
+    task_samples = []
     for lv, idx in tasks:
         virtual = lv * N + np.sort(idx)
-        virtual = _imbalance(virtual, virt_units[virtual], cfg["imbalance_ratio"], rng)
-        task_samples.append(virtual)
-        task_classes.append(np.unique(virt_units[virtual]))
+        task_samples.append(_imbalance(virtual, virt_units[virtual], cfg["imbalance_ratio"], rng))
+    return level_task_stream(pool, task_samples, cfg, "hle")
+
+
+def level_task_stream(pool: Pool, task_samples: list[np.ndarray], cfg: dict, generator: str,
+                      ordered: bool = False, epochs: int = 1) -> TaskStream:
+    """A TaskStream over virtual ids ``level * n_pool + index``: a task's classes are the units
+    (class at a level) it serves; ``ordered`` serves each task in the given order."""
+    N, L = len(pool.y), pool.depth
+    sizes = level_sizes(pool)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    lab = level_labels(pool)
+    virt_units = (offsets[None, :] + lab).T.reshape(-1)
+    task_classes = [np.unique(virt_units[v]) for v in task_samples]
     # a unit introduced by several tasks (multi-depth never, dual/single never) keeps its first
-    stream = TaskStream(generator="hle", seed=cfg["seed"], labels=virt_units,
+    stream = TaskStream(generator=generator, seed=cfg["seed"], labels=virt_units,
                         n_classes=int(sum(sizes)), task_samples=task_samples,
-                        task_classes=task_classes, epochs=1, chunk_size=cfg["chunk_size"],
-                        config=dict(cfg), n_pool=N, targets=virt_targets, levels=L)
+                        task_classes=task_classes, epochs=epochs, chunk_size=cfg["chunk_size"],
+                        config=dict(cfg), n_pool=N, targets=lab.T.reshape(-1), levels=L,
+                        ordered=ordered)
     stream.level_sizes = sizes
     stream.level_offsets = offsets.tolist()
-    stream.column_names = [f"task {j} (level {lv})" for j, (lv, _) in enumerate(tasks)]
+    stream.column_names = []
+    for j, v in enumerate(task_samples):
+        lv = ", ".join(str(x) for x in np.unique(np.asarray(v) // N).tolist())
+        stream.column_names.append(f"task {j} (level{'s' if ',' in lv else ''} {lv})")
     return stream

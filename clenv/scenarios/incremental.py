@@ -1,5 +1,16 @@
 """Class-incremental stream generators: disjoint, blurry-M (Bang et al. 2021) and i-Blurry-N-M
-(Koh et al. 2022). Each turns a Pool's training samples into per-task sample lists."""
+(Koh et al. 2022). Each turns a Pool's training samples into per-task sample lists.
+
+Blurring, ``convention``: M% of a blurred class's samples are drawn and each is given a task
+- ``released`` (default): uniformly among all T tasks, the class's own included, so about
+  M(T-1)/T % land outside its major task. This is what the released split files hold:
+  naver-ai/i-Blurry ``collections/cifar100/cifar100_split5_n50_m10_rand{1,2,3}``: 7.9-8.1% of
+  the blurry classes' samples outside their major task (M=10, T=5); clovaai/rainbow-memory
+  ``collections/cifar100/cifar100_train_blurry10_rand{1,2,3}_cls20``: 7.9-8.1% of each task
+  from other tasks;
+- ``paper``: uniformly among the T-1 other tasks, so exactly M% land outside (the papers'
+  wording, and the per-task share of Rainbow Memory's ``make_dataset_per_task.ipynb``).
+"""
 
 from __future__ import annotations
 
@@ -23,17 +34,21 @@ COMMON_FIELDS: dict[str, Field] = {
                         "them; hidden: no boundary or task id reaches the learner",
                         choices=("exposed", "hidden")),
     "task_ids": Field(bool, False, "put the task id in obs (task-incremental learning)"),
-    "blurry": Field(float, 10.0, "blurry-M: percent of each task's samples from other tasks",
-                    min=0, max=100),
+    "blurry": Field(float, 10.0, "blurry-M: percent of each class's samples redistributed "
+                    "over the tasks (see convention)", min=0, max=100),
     "disjoint_percent": Field(float, 50.0, "i-Blurry N: percent of classes in one task only",
                               min=0, max=100),
     "blurry_percent": Field(float, 10.0, "i-Blurry M: percent of a blurry class's samples "
-                            "spread over the other tasks", min=0, max=100),
+                            "redistributed over the tasks (see convention)", min=0, max=100),
+    "convention": Field(str, "released", "blurring: released (M% spread over all tasks, own "
+                        "included, as the released split files: about M(T-1)/T % outside) or "
+                        "paper (exactly M% to the other tasks)", choices=("released", "paper")),
 }
 
 GENERATORS = {
     "disjoint": "class-incremental, each class in exactly one task",
-    "blurry": "blurry-M (Bang et al. 2021): M% of each task's samples from other tasks' classes",
+    "blurry": "blurry-M (Bang et al. 2021): M% of each class's samples redistributed over the "
+              "tasks",
     "iblurry": "i-Blurry-N-M (Koh et al. 2022): N% disjoint classes, the rest blurred by M%",
 }
 
@@ -66,13 +81,15 @@ def split_classes(order: np.ndarray, cfg: dict, key: str) -> list[np.ndarray]:
 
 
 def _spread(samples: np.ndarray, fraction: float, task: int, n_tasks: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Pick round(fraction * n) of ``samples`` and give each a uniformly random other task."""
+            rng: np.random.Generator, convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pick round(fraction * n) of ``samples`` and give each a uniformly random task: any of
+    the ``n_tasks`` (``released``) or one other than ``task`` (``paper``)."""
     n_move = int(round(fraction * len(samples))) if n_tasks > 1 else 0
     moved = rng.choice(samples, size=n_move, replace=False) if n_move else samples[:0]
+    if convention == "released":
+        return moved, rng.integers(0, n_tasks, size=n_move) if n_move else moved
     others = rng.integers(0, n_tasks - 1, size=n_move) if n_move else moved
-    others = others + (others >= task)  # skip the class's own task
-    return moved, others
+    return moved, others + (others >= task)  # skip the class's own task
 
 
 def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStream:
@@ -106,7 +123,8 @@ def build_incremental(pool: Pool, cfg: dict, key: str = "scenario") -> TaskStrea
         for c in classes:
             samples = train_idx[train_y == c]
             if c in spread_classes and fraction > 0:
-                moved, dest = _spread(samples, fraction, t, n_tasks, rng)
+                moved, dest = _spread(samples, fraction, t, n_tasks, rng,
+                                      cfg["convention"])
                 keep = np.setdiff1d(samples, moved, assume_unique=True)
                 for d in range(n_tasks):
                     buckets[d].append(moved[dest == d])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
-from clenv.scenarios import agcd, hle, incremental, lifelong, mlcil
+from clenv.scenarios import agcd, from_file, hle, incremental, lifelong, mlcil
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Generator:
 
 
 def _fields(*extra: str, drop: tuple[str, ...] = ()) -> dict[str, Field]:
-    specific = {"blurry", "disjoint_percent", "blurry_percent"}
+    specific = {"blurry", "disjoint_percent", "blurry_percent", "convention"}
     return {k: f for k, f in incremental.COMMON_FIELDS.items()
             if (k not in specific or k in extra) and k not in drop}
 
@@ -27,7 +27,7 @@ def _fields(*extra: str, drop: tuple[str, ...] = ()) -> dict[str, Field]:
 GENERATORS: dict[str, Generator] = {
     "disjoint": Generator("disjoint", _fields(), incremental.build_incremental,
                           incremental.GENERATORS["disjoint"]),
-    "blurry": Generator("blurry", _fields("blurry"), incremental.build_incremental,
+    "blurry": Generator("blurry", _fields("blurry", "convention"), incremental.build_incremental,
                         incremental.GENERATORS["blurry"]),
     "lifelong": Generator("lifelong", lifelong.LIFELONG_FIELDS, lifelong.build_lifelong,
                           "lifelong segments: classes, revisit, drift, domain, few_shot, "
@@ -37,9 +37,12 @@ GENERATORS: dict[str, Generator] = {
                      "multi_depth"),
     "mlcil": Generator("mlcil", mlcil.MLCIL_FIELDS, mlcil.build_mlcil,
                        "multi-label class-incremental (B0-Cn, Bk-Cn; partial labels)"),
-    "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent",
+    "iblurry": Generator("iblurry", _fields("disjoint_percent", "blurry_percent", "convention",
                                               drop=("classes_per_task",)),
                          incremental.build_incremental, incremental.GENERATORS["iblurry"]),
+    "from_file": Generator("from_file", from_file.FROM_FILE_FIELDS, from_file.build_from_file,
+                           "official split files as a stream (format: iblurry, rainbow, hle), "
+                           "in the files' order"),
     "agcd": Generator("agcd", agcd.AGCD_SCENARIO_FIELDS, agcd.build_agcd,
                       "active generalized category discovery (Ma et al. 2024): old/new "
                       "classes, query rounds with a label budget (not a stream)"),

@@ -220,6 +220,9 @@ class TaskStream(Stream):
     task_classes[j]: classes whose major task is j (task j's test set is their test samples);
     major_task: (C,) the major task of each class (-1 for classes not in the stream).
 
+    ordered: serve each task's samples in the given order (split files) instead of the keyed
+    shuffle.
+
     Hierarchical streams (HLE) reuse it with *virtual* sample ids ``v = level * n_pool + index``
     (the same image at several label levels): ``labels`` maps a virtual id to its unit (a class
     at a level, ``n_classes`` units in all), ``targets`` to its label at its level.
@@ -229,7 +232,7 @@ class TaskStream(Stream):
                  task_samples: list[np.ndarray], task_classes: list[np.ndarray], epochs: int,
                  chunk_size: int, config: dict, leaf_level: int = 0,
                  n_pool: int | None = None, targets: np.ndarray | None = None,
-                 levels: int = 1) -> None:
+                 levels: int = 1, ordered: bool = False) -> None:
         self.generator = generator
         self.seed = int(seed)
         self.chunk_size = int(chunk_size)
@@ -249,6 +252,7 @@ class TaskStream(Stream):
         self.major_task = np.full(n_classes, -1, dtype=np.int64)
         for t, cls in enumerate(self.task_classes):
             self.major_task[cls] = t
+        self.ordered = ordered
         self.segments: list[Segment] = []
         pos = 0
         self.task_starts = np.zeros(self.n_tasks, dtype=np.int64)
@@ -256,7 +260,8 @@ class TaskStream(Stream):
         for t, idx in enumerate(task_samples):
             self.task_starts[t] = pos
             for e in range(self.epochs):
-                self.segments.append(Segment(t, e, np.sort(np.asarray(idx, dtype=np.int64)), pos))
+                given = np.asarray(idx, dtype=np.int64)
+                self.segments.append(Segment(t, e, given if ordered else np.sort(given), pos))
                 pos += len(idx)
             self.task_ends[t] = pos
         self.length = pos
@@ -265,13 +270,19 @@ class TaskStream(Stream):
         self.unit_first_position = self._first_positions()
         self._finish_plan()
 
+    def _served(self, s: int, offsets: np.ndarray) -> np.ndarray:
+        """Positions within segment ``s`` of the samples served at ``offsets`` into it."""
+        if self.ordered:
+            return offsets
+        return keyed_permutation(offsets, len(self.segments[s].indices), self._keys[s])
+
     def _first_passes(self):
         """(segment, its samples in served order) for every first-epoch segment."""
         for s, seg in enumerate(self.segments):
             if seg.epoch != 0 or len(seg.indices) == 0:
                 continue
             n = len(seg.indices)
-            yield seg, seg.indices[keyed_permutation(np.arange(n), n, self._keys[s])]
+            yield seg, seg.indices[self._served(s, np.arange(n))]
 
     def _first_positions(self) -> np.ndarray:
         first = np.full(self.n_classes, -1, dtype=np.int64)
@@ -292,7 +303,7 @@ class TaskStream(Stream):
             seg = self.segments[s]
             sel = seg_ids == s
             off = pos[sel] - seg.start
-            virtual[sel] = seg.indices[keyed_permutation(off, len(seg.indices), self._keys[s])]
+            virtual[sel] = seg.indices[self._served(s, off)]
             task[sel] = seg.task
             epoch[sel] = seg.epoch
         units = self._labels[virtual]

@@ -89,6 +89,8 @@ class SupervisedStrategy(Strategy):
         self.head_plan = self.new_head_plan()
         self.model = self.new_model()
         self.optimizer = self.new_optimizer()
+        self.lr_schedule = self.new_schedule()
+        self.augment = self.new_augmenter()
         self.forgetting = None  # the forgetting plug-in (clenv.plugins.forgetting), if any
         if self.params.get("forgetting"):
             from clenv.plugins.forgetting import Forgetting
@@ -129,13 +131,45 @@ class SupervisedStrategy(Strategy):
         return model if plan is None else plan.attach(model)
 
     def new_optimizer(self) -> torch.optim.Optimizer:
-        p = self.params
-        if p.get("optimizer", "sgd") == "adam":
-            return torch.optim.Adam(self.model.parameters(), lr=p.get("lr", 1e-3),
-                                    weight_decay=p.get("weight_decay", 0.0))
-        return torch.optim.SGD(self.model.parameters(), lr=p.get("lr", 0.05),
-                               momentum=p.get("momentum", 0.0),
-                               weight_decay=p.get("weight_decay", 0.0))
+        from clenv.training.optim import build_optimizer
+
+        return build_optimizer(self.model.parameters(), self.params)
+
+    def new_schedule(self):
+        """The ``schedule`` section's learning-rate schedule (clenv.training), or None."""
+        cfg = self.params.get("schedule")
+        if not cfg or cfg.get("type", "constant") == "constant":
+            return None
+        if cfg.get("per") == "task" and cfg["type"] == "cosine" and not self.spec.task_ends:
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.schedule.per", "a per-task schedule needs the task "
+                              "boundaries", "set scenario.boundaries: exposed, or per: run")
+        if cfg["type"] == "adaptive" and not getattr(type(self), "adaptive_lr", False):
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.schedule.type", f"{type(self).__name__} keeps no "
+                              "importance memory for the adaptive rate to compare",
+                              "use plfms, or another schedule type")
+        from clenv.training.optim import build_schedule
+
+        return build_schedule(cfg, self.spec, self.params, self.optimizer)
+
+    def new_augmenter(self):
+        """The ``augment`` section's augmenter (clenv.training.augment), or None."""
+        cfg = self.params.get("augment")
+        if not cfg:
+            return None
+        if not self.spec.image or len(self.spec.input_shape) != 3:
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.augment", f"augmentation needs an image pool of shape "
+                              f"(C, H, W), got {tuple(self.spec.input_shape)}",
+                              "remove strategy.augment for vector data")
+        from clenv.training.augment import Augmenter
+
+        aug = Augmenter(cfg, tuple(self.spec.input_shape))
+        return aug if aug.active else None
 
     # -- tensors -------------------------------------------------------------------------------
     def raw(self, x: np.ndarray) -> torch.Tensor:
@@ -182,6 +216,8 @@ class SupervisedStrategy(Strategy):
             self.mark_seen(y_t)
         if self.head_plan is not None and "new_classes" in info:  # names reveal target rows
             self.head_plan.reveal(self.model, info["new_classes"])
+        if self.lr_schedule is not None and "new_classes" in info:
+            self.lr_schedule.on_new_class()
         return self.raw(x), y_t
 
     def mark_seen(self, y: torch.Tensor) -> None:
@@ -230,17 +266,33 @@ class SupervisedStrategy(Strategy):
         forgetting = self.forgetting
         swapped = (forgetting.before_step(self.model, self.optimizer, y)
                    if forgetting is not None else None)
-        loss = self.loss(self.model(self.as_input(raw_x)), y)
+        mix = None
+        if self.augment is not None:
+            raw_x, mix = self.augment(raw_x, y, self.rng)
+        out = self.model(self.as_input(raw_x))
+        loss = self.loss(out, y) if mix is None else mix.loss(self.loss, out, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.lr_schedule is not None:
+            self.apply_lr()
         self.optimizer.step()
         self.grad_steps += 1
         self.samples_processed += len(y)
+        if self.lr_schedule is not None:
+            self.lr_schedule.after_step()
         if forgetting is not None:  # restore swapped rows; reset on schedule
             forgetting.after_step(self.model, self.optimizer, swapped, loss)
         return loss
 
+    def apply_lr(self) -> None:
+        """Write the schedule's current rate into the optimiser."""
+        from clenv.training.optim import set_lr
+
+        set_lr(self.optimizer, self.lr_schedule.lr)
+
     def on_task_start(self, task: int) -> None:
+        if self.lr_schedule is not None:
+            self.lr_schedule.on_task_start(task)
         if self.forgetting is not None:
             self.forgetting.on_task_start(task)
 

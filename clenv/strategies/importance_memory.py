@@ -4,11 +4,20 @@ pseudo-labels counted towards the coarse classes (Lee et al. 2023).
 
 Classes are *units*: a label at a level (``unit = level_offset + label``). When the memory is
 full and a sample of unit u arrives: freq = own counts (+ pseudo counts with PL), freq[u] += 1,
-the class c with the largest freq among those that own samples in memory is chosen (ties:
-seeded choice), and its own sample with the lowest importance is replaced. So with PL a coarse
-class whose fine descendants are well represented counts as large, and gives up its own
-(coarse-labelled) samples first. Importance is an EMA of the decrease of the memory's mean
-loss observed after training on the sample (see ``update_importance``).
+the class c with the largest freq among those that own samples in memory is chosen (ties: the
+class that entered the memory first, the official ``np.argmax`` over classes in order of
+appearance), and its own sample with the lowest importance is replaced (ties: the sample that
+joined the class earliest, the official per-class index list). So with PL a coarse class
+whose fine descendants are well represented counts as large, and gives up its own
+(coarse-labelled) samples first.
+
+Importance follows the released code (i-Blurry's and HLE's ``utils/data_loader.py``,
+``MemoryDataset.update_loss_history`` and ``replace_sample``): a new sample starts at the mean
+importance of its own class's other samples (0 for the first sample of a class in a free slot,
+the memory-wide mean when it is the first of its class and replaces another sample); memory
+batches are drawn without replacement and every drawn slot is recorded; at each update the
+recorded slots' importance accumulates, without decay, the drop of the memory's loss (see
+``update_importance``).
 """
 
 from __future__ import annotations
@@ -29,12 +38,16 @@ class ImportanceMemory:
         self.unit = np.full(self.capacity, -1, dtype=np.int64)
         self.pseudo = np.full((self.capacity, max(n_levels - 1, 0)), -1, dtype=np.int64)
         self.importance = np.zeros(self.capacity)
+        self.arrival = np.zeros(self.capacity, dtype=np.int64)  # when a slot joined its class
+        self.unit_arrival = np.full(n_units, -1, dtype=np.int64)  # first put of each unit
+        self.clock = 0
         self.counts = np.zeros(n_units, dtype=np.int64)
         self.pseudo_counts = np.zeros(n_units, dtype=np.int64)
         self.use_pseudo = pseudo_labels and n_levels > 1
         self.size = 0
         self.rng = rng
         self.replaced: list[int] = []  # slots overwritten since the last importance update
+        self.drawn = np.zeros(0, dtype=np.int64)  # slots drawn into batches since then
 
     def frequency(self) -> np.ndarray:
         return self.counts + self.pseudo_counts if self.use_pseudo else self.counts.copy()
@@ -44,7 +57,10 @@ class ImportanceMemory:
 
         When full: freq = own counts (+ pseudo counts with PL) with the newcomer added; among
         the classes that own samples in memory the one with the largest freq is chosen (ties:
-        seeded choice) and its least important own sample is replaced."""
+        the class that entered the memory first) and its least important own sample is
+        replaced (ties: the one that joined the class first), as ``samplewise_importance_memory``
+        of i-Blurry's clib.py and HLE's pl_fms.py (np.argmax / np.argmin over lists kept in
+        order of arrival)."""
         if self.size < self.capacity:
             return self.size
         freq = self.frequency()
@@ -52,22 +68,35 @@ class ImportanceMemory:
         eligible = self.counts > 0
         best = freq[eligible].max()
         top = np.flatnonzero(eligible & (freq == best))
-        cls = int(top[0] if len(top) == 1 else self.rng.choice(top))
+        cls = int(top[np.argmin(self.unit_arrival[top])])
         cand = np.flatnonzero(self.unit[: self.size] == cls)
-        return int(cand[np.argmin(self.importance[cand])])
+        imp = self.importance[cand]
+        low = cand[imp == imp.min()]
+        return int(low[np.argmin(self.arrival[low])])
 
     def put(self, slot: int, x: torch.Tensor, y: torch.Tensor, unit: int,
             pseudo: np.ndarray) -> None:
-        """Write a sample into ``slot`` (appending when slot == size)."""
+        """Write a sample into ``slot`` (appending when slot == size).
+
+        Its importance starts at the mean importance of the other samples of its unit; a unit's
+        first sample starts at 0 in a free slot and at the mean over the whole memory (the
+        replaced sample included) when it replaces one (``MemoryDataset.replace_sample``)."""
+        same = np.flatnonzero(self.unit[: self.size] == unit)
         if slot < self.size:
             self.counts[self.unit[slot]] -= 1
             old = self.pseudo[slot]
             np.subtract.at(self.pseudo_counts, old[old >= 0], 1)
             self.replaced.append(slot)
-            self.importance[slot] = self.importance[: self.size].mean()
+            same = same[same != slot]
+            self.importance[slot] = (self.importance[same].mean() if len(same)
+                                     else self.importance[: self.size].mean())
         else:
-            self.importance[slot] = self.importance[: self.size].mean() if self.size else 0.0
+            self.importance[slot] = self.importance[same].mean() if len(same) else 0.0
             self.size += 1
+        if self.unit_arrival[unit] < 0:
+            self.unit_arrival[unit] = self.clock
+        self.arrival[slot] = self.clock
+        self.clock += 1
         self.x[slot] = x
         self.y[slot] = y
         self.unit[slot] = unit
@@ -83,29 +112,49 @@ class ImportanceMemory:
         np.add.at(self.pseudo_counts, p, 1)
 
     def sample(self, k: int) -> np.ndarray:
-        """k slots drawn uniformly with replacement (empty while the memory is)."""
-        if self.size == 0 or k <= 0:
+        """min(k, size) distinct slots drawn uniformly without replacement (the official
+        ``get_batch``: np.random.choice(..., replace=False)); recorded for the next importance
+        update."""
+        k = min(int(k), self.size)
+        if k <= 0:
             return np.zeros(0, dtype=np.int64)
-        return self.rng.integers(0, self.size, k)
+        slots = self.rng.choice(self.size, size=k, replace=False).astype(np.int64)
+        self.record_draw(slots)
+        return slots
+
+    def record_draw(self, slots: np.ndarray) -> None:
+        """Note slots trained on from memory (the importance update credits them)."""
+        self.drawn = np.concatenate([self.drawn, np.asarray(slots, dtype=np.int64)])
 
     def update_importance(self, loss_prev: np.ndarray | None, loss_now: np.ndarray,
-                          trained: np.ndarray, ema: float) -> None:
-        """importance[s] <- ema * importance[s] + (1 - ema) * decrease for every slot s trained
-        on since the last update, where decrease = mean over unchanged slots of
-        (loss_prev - loss_now), the drop of the memory's loss over that period."""
-        n = self.size
-        if loss_prev is None or len(trained) == 0:
-            self.replaced = []
+                          ema: float) -> None:
+        """The released importance update (``MemoryDataset.update_loss_history``):
+
+            delta = mean over slots kept since the last update of (loss_now - loss_prev)
+                    (0 when there are no previous losses),
+            s[P] -= (1 - ema) * (delta - mean(s[P]) / |P|)
+
+        P: the slots drawn into memory batches since the last update, repeats included in the
+        mean and in |P|; each slot of P is changed once. Slots replaced since then and slots
+        beyond the previous losses are left out of delta; when no slot is left (the official
+        code would write NaN) nothing changes. Accumulates without decay: a slot never drawn
+        keeps its importance. The record of draws and replacements is cleared either way."""
+        drawn, replaced = self.drawn, self.replaced
+        self.drawn, self.replaced = np.zeros(0, dtype=np.int64), []
+        if len(drawn) == 0:
             return
-        same = np.ones(n, dtype=bool)
-        same[[s for s in self.replaced if s < n]] = False
-        m = min(len(loss_prev), n)
-        same[m:] = False
-        if same.any():
-            decrease = float(np.mean((loss_prev[:m] - loss_now[:m])[same[:m]]))
-            t = np.unique(trained[trained < n])
-            self.importance[t] = ema * self.importance[t] + (1 - ema) * decrease
-        self.replaced = []
+        if loss_prev is None or len(loss_prev) == 0:
+            delta = 0.0
+        else:
+            m = min(len(loss_prev), len(loss_now))
+            kept = np.ones(m, dtype=bool)
+            kept[[s for s in replaced if s < m]] = False
+            if not kept.any():
+                return
+            delta = float(np.mean((np.asarray(loss_now[:m], dtype=np.float64)
+                                   - loss_prev[:m])[kept]))
+        step = delta - float(self.importance[drawn].mean()) / len(drawn)
+        self.importance[np.unique(drawn)] -= (1.0 - ema) * step
 
     @property
     def nbytes(self) -> int:

@@ -7,11 +7,12 @@ towards their pseudo coarse classes with PL); (2) ``n_steps`` gradient steps, ea
 stream rows kept by FMS — a row of class c is kept with probability
 p_c = min(1, (n - first_seen_c) / (scale * N / |C_seen|)), n the stream samples seen so far,
 N the declared stream length (or ``fms_window``) — with dropped rows refilled from memory, plus
-``replay_batch_size`` memory samples; the loss is the sum over levels of each row's
-cross-entropy at its level, divided by the batch size; (3) every ``importance_period`` steps
-the memory's per-sample losses and pseudo-labels are recomputed and the importance of the
-samples trained on is updated. docs/hle.md states where the paper is unclear and what clenv
-reads it as.
+``replay_batch_size`` memory samples, drawn without replacement; the loss is the sum over
+levels of each row's cross-entropy at its level, divided by the batch size; (3) every
+``importance_period`` steps (5 in HLE's pl_fms.py, 1 in i-Blurry's clib.py) the memory's
+per-sample losses and pseudo-labels are recomputed and the importance of the memory samples
+drawn since the last update is updated by the released rule (ImportanceMemory). docs/hle.md
+and docs/fidelity.md state where clenv follows the official code and where it differs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def fms_keep_probability(n: int, first_seen: np.ndarray, n_seen_classes: int, wi
 class PLFMS(SupervisedStrategy):
     """Importance memory + hierarchy-aware pseudo-labels + flexible memory sampling."""
 
+    adaptive_lr = True  # its importance memory feeds CLIB's adaptive rate (clenv.training)
+
     fields = STRATEGIES["plfms"].fields
 
     def setup(self, spec: StrategySpec) -> None:
@@ -56,7 +59,6 @@ class PLFMS(SupervisedStrategy):
         self.window = p.get("fms_window") or spec.stream_length
         self.first_seen = np.full(self.n_units, -1, dtype=np.int64)
         self.n_stream = 0
-        self.trained: list[np.ndarray] = []
         self.loss_prev: np.ndarray | None = None
         self.steps_since = 0
 
@@ -102,7 +104,8 @@ class PLFMS(SupervisedStrategy):
         for i in range(n):  # memory update before training, sample by sample
             slots[i] = self.memory.choose_slot(int(units[i]))
             self.memory.put(int(slots[i]), x[i], y[i], int(units[i]), pseudo[i])
-        self.trained.append(slots)
+        if hasattr(self.lr_schedule, "note_replaced"):  # CLIB's adaptive rate skips new slots
+            self.lr_schedule.note_replaced(slots)
         loss = None
         for _ in range(self.n_steps(n)):
             keep = np.ones(n, dtype=bool)
@@ -112,29 +115,29 @@ class PLFMS(SupervisedStrategy):
                                             self.params.get("fms_scale", 1.0))
                 keep = self.rng.random(n) < prob
             mem = self.memory.sample(int((~keep).sum()) + self.replay_k)
-            self.trained.append(mem)
             idx = torch.from_numpy(mem).to(self.memory.x.device)
             keep_t = torch.from_numpy(keep).to(x.device)
             bx = torch.cat((x[keep_t], self.memory.x[idx]))
             by = torch.cat((y[keep_t], self.memory.y[idx]))
             loss = self.step(bx, by)
             self.steps_since += 1
-            if self.steps_since >= self.params.get("importance_period", 10):
+            if self.steps_since >= self.params.get("importance_period", 5):
                 self.refresh()
         return {} if loss is None else {"loss": loss.item()}
 
     def refresh(self) -> None:
-        """Recompute memory losses (importance) and pseudo-labels (PL)."""
+        """Recompute memory losses (importance) and pseudo-labels (PL) (the official
+        ``samplewise_loss_update``)."""
         self.steps_since = 0
         n = self.memory.size
         if n == 0:
             return
         losses = self.memory_losses()
-        trained = np.concatenate(self.trained) if self.trained else np.zeros(0, np.int64)
-        self.memory.update_importance(self.loss_prev, losses, trained,
+        self.memory.update_importance(self.loss_prev, losses,
                                       self.params.get("importance_ema", 0.9))
         self.loss_prev = losses
-        self.trained = []
+        if hasattr(self.lr_schedule, "observe"):  # CLIB's adaptive rate (clenv.training)
+            self.lr_schedule.observe(losses)
         if self.memory.use_pseudo:
             y = self.memory.y[:n].cpu().numpy()
             self.memory.set_pseudo(self.pseudo_of(self.memory.x[:n], y))

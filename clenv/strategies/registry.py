@@ -11,9 +11,10 @@ from clenv.config.schema import Field, validate
 from clenv.errors import ConfigError
 
 OPTIM_FIELDS: dict[str, Field] = {
-    "optimizer": Field(str, "sgd", "optimiser", choices=("sgd", "adam")),
+    "optimizer": Field(str, "sgd", "optimiser", choices=("sgd", "adam", "adamw")),
     "lr": Field(float, 0.05, "learning rate", min=0),
     "momentum": Field(float, 0.0, "SGD momentum", min=0, max=1),
+    "nesterov": Field(bool, False, "SGD: Nesterov momentum (needs momentum > 0)"),
     "weight_decay": Field(float, 0.0, "L2 penalty", min=0),
     "updates_per_sample": Field(float, None, "gradient steps per stream sample "
                                 "(default: one step per Env batch)", min=0),
@@ -51,10 +52,12 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "fms_window": Field(int, None, "N for FMS (default: the stream length)", min=1),
         "fms_scale": Field(float, 1.0, "multiplies N / |C_seen| (the multi-depth code uses 2)",
                            min=1e-9),
-        "importance_period": Field(int, 10, "gradient steps between importance and "
-                                   "pseudo-label updates", min=1),
-        "importance_ema": Field(float, 0.9, "EMA factor of the sample importance", min=0,
-                                max=1),
+        "importance_period": Field(int, 5, "gradient steps between importance and "
+                                   "pseudo-label updates (HLE's pl_fms.py: 5; i-Blurry's "
+                                   "CLIB: 1)", min=1),
+        "importance_ema": Field(float, 0.9, "importance step: s -= (1 - importance_ema) * "
+                                "(loss change - mean(s_drawn) / n_drawn) on the drawn samples",
+                                min=0, max=1),
     }, "PL-FMS (Lee et al. 2023): importance memory, hierarchy-aware pseudo-labels, flexible "
        "memory sampling"),
     "multilane": StrategyEntry("multilane", "clenv.strategies.multilane:MultiLaneStrategy", {
@@ -62,7 +65,13 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "n_selectors": Field(int, 10, "selector tokens per lane (S)", min=1),
         "n_prompts": Field(int, 10, "prefix prompts per layer (P)", min=0),
         "prompt_layers": Field(int, 5, "blocks with task prompts (capped at the depth)", min=0),
-        "grad_clip": Field(float, 1.0, "gradient norm clip", min=0),
+        "grad_clip": Field(float, 1.0, "gradient norm clip (0: none, as the official code)",
+                           min=0),
+        "schedule": Field(str, "cosine", "learning rate per epoch of a task: cosine "
+                          "(CosineAnnealingLR, T_max = scenario.epochs, as the official code) or "
+                          "constant", choices=("cosine", "constant")),
+        "drop_replace": Field(bool, True, "drop & replace (official); false: the official "
+                              "--disable_dandr ablation"),
         "updates_per_sample": Field(float, None, "gradient steps per stream sample "
                                     "(default: one step per Env batch)", min=0),
     }, "MULTI-LANE (De Min et al. 2024): frozen ViT, one lane of selector tokens and prompts "
@@ -126,20 +135,27 @@ def validate_strategy(section: dict, key: str = "strategy") -> dict:
     if not fields and ":" in entry.name:  # a user class without a schema: pass params through
         return dict(section)
     plugins = {k: params.pop(k) for k in PLUGIN_KEYS if k in params}
-    return {"name": entry.name, **validate(params, fields, key),
-            **validate_plugins(entry.name, plugins, key)}
+    out = {"name": entry.name, **validate(params, fields, key),
+           **validate_plugins(entry.name, plugins, key)}
+    if out.get("nesterov") and not out.get("momentum"):
+        raise ConfigError(f"{key}.nesterov", "Nesterov momentum needs a momentum, got "
+                          f"momentum {out.get('momentum')!r}", f"set {key}.momentum > 0")
+    return out
 
 
-# head and forgetting plug-ins: common to every strategy built on SupervisedStrategy
-PLUGIN_KEYS = ("head", "forgetting")
+# head and forgetting plug-ins, augmentation and learning-rate schedules: common to every
+# strategy built on SupervisedStrategy
+PLUGIN_KEYS = ("head", "forgetting", "augment", "schedule")
 # strategies that build their own model and head, or train outside SupervisedStrategy.step
 _OWN_MODEL = ("multilane", "avalanche", "agcd")
 
 
 def validate_plugins(name: str, plugins: dict, key: str) -> dict:
-    """Validate the ``head`` and ``forgetting`` sections (left out when absent or null)."""
+    """Validate the ``head``, ``forgetting``, ``augment`` and ``schedule`` sections (left out
+    when absent or null)."""
     from clenv.language.config import validate_head
     from clenv.plugins.config import validate_forgetting
+    from clenv.training.config import validate_augment, validate_schedule
 
     for k, v in plugins.items():
         if v is not None and name in _OWN_MODEL:
@@ -152,6 +168,16 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
         out["forgetting"] = validate_forgetting(
             plugins["forgetting"], f"{key}.forgetting",
             out["head"]["type"] if "head" in out else "linear")
+    if plugins.get("augment") is not None:
+        out["augment"] = validate_augment(plugins["augment"], f"{key}.augment")
+    if plugins.get("schedule") is not None:
+        if name == "joint":
+            raise ConfigError(f"{key}.schedule", "joint retrains from scratch at every task end "
+                              "with a constant rate", f"remove {key}.schedule")
+        adaptive_ok = ":" in name and getattr(import_target(name, f"{key}.name"),
+                                              "adaptive_lr", False)
+        out["schedule"] = validate_schedule(plugins["schedule"], f"{key}.schedule", name,
+                                            adaptive_ok)
     return out
 
 
