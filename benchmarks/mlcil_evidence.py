@@ -1,8 +1,9 @@
 """Evidence table for MLCIL / MULTI-LANE (../shared/EVIDENCE.md): fine-tuning, ER-BCE,
 MULTI-LANE and joint on the synthetic canvas scenario (10 shape classes, B0-C2) and on
 canvases of real MNIST digits, 5 paired seeds; last mAP, average mAP, CF1-PRS, CF1
-(MULTI-LANE's mean per-class F1), OF1 and mAP forgetting. All methods share the model (a small ViT pretrained on 6 disjoint shape classes;
-MULTI-LANE freezes it, the others fine-tune it), the stream and its epochs.
+(MULTI-LANE's mean per-class F1), OF1 and mAP forgetting. All methods share the model (a
+small ViT pretrained on 6 disjoint shape classes; MULTI-LANE freezes it, the others fine-tune
+it), the stream and its epochs.
 Writes docs/mlcil_evidence.md.
 
     python benchmarks/mlcil_evidence.py [--seeds 5] [--jobs 2] [--scenarios ...]
