@@ -1,6 +1,6 @@
-"""Evidence table for AGCD (../shared/EVIDENCE.md): every query strategy of the SimGCD learner
-over 5 query rounds on a synthetic pool and on real MNIST digits (the MNIST test set in
-../shared/data), with the no-query (lower) and all-labelled (upper) references and the
+"""Evidence table for AGCD (docs/evidence.md): every query strategy of the SimGCD learner
+over 5 query rounds on a synthetic pool and on real MNIST digits (the MNIST test set shipped in
+data/mnist-test), with the no-query (lower) and all-labelled (upper) references and the
 semi-supervised k-means baseline; 5 paired seeds (scenario.seed = learner seed = s), clustering
 accuracy All / Old / New after every round, mean ± std, paired difference to random with its
 95% CI. Same model, epochs and budget for every row.
@@ -19,7 +19,7 @@ from pathlib import Path
 from evidence_stats import mean_std, paired_ci
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_ROOT = REPO.parent / "shared" / "data" / "mnist-test"
+MNIST_ROOT = REPO / "data" / "mnist-test"
 SCENARIOS = {"agcd_synthetic": [], "agcd_mnist": [f"data.root={MNIST_ROOT}"]}
 # row name -> --set overrides of strategies/agcd.yaml
 METHODS: dict[str, list[str]] = {
@@ -88,7 +88,7 @@ def table(rows: list[dict], scenario: str) -> list[str]:
     out += ["", f"Calibration (SimGCD): all labelled {mean_std([r['all'] for r in hi])} vs no "
             f"query {mean_std([r['all'] for r in lo])} on All (inductive): gap "
             f"{100 * statistics.mean(gap):.1f} points (min over seeds {100 * min(gap):.1f}; "
-            f"EVIDENCE.md asks for >= 25)."]
+            f"docs/evidence.md asks for >= 25)."]
     return out
 
 

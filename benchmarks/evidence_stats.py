@@ -1,4 +1,4 @@
-"""Statistics shared by the evidence scripts (../shared/EVIDENCE.md): mean ± std over seeds and
+"""Statistics shared by the evidence scripts (docs/evidence.md): mean ± std over seeds and
 the paired difference to a baseline with its 95% t-interval, both in points. They live in the
 package (clenv.sweep.stats, also used by `clenv compare` on sweep folders); these are the
 formatted forms the scripts print."""
@@ -20,8 +20,8 @@ def paired_ci(a: list[float], b: list[float]) -> str:
 
 
 def budget_cells(runs: list[dict]) -> str:
-    """The equal-budget columns (EVIDENCE.md rule 4): mean gradient steps, samples processed and
-    wall seconds over the runs."""
+    """The equal-budget columns (docs/evidence.md, rule 4): mean gradient steps, samples
+    processed and wall seconds over the runs."""
     return (f"{statistics.mean(r['grad_steps'] for r in runs):.0f} | "
             f"{statistics.mean(r['samples'] for r in runs):.0f} | "
             f"{statistics.mean(r['wall'] for r in runs):.2f}")
@@ -29,7 +29,7 @@ def budget_cells(runs: list[dict]) -> str:
 
 def calibration_line(upper: list[float], lower: list[float], upper_name: str = "joint",
                      lower_name: str = "naive", what: str = "final accuracy") -> str:
-    """EVIDENCE.md rule 1: the upper minus the lower reference, which must reach 25 points."""
+    """docs/evidence.md, rule 1: the upper minus the lower reference, which must reach 25 points."""
     hi, lo = statistics.mean(upper), statistics.mean(lower)
     gap = hi - lo
     return (f"Calibration: {upper_name} {100 * hi:.1f} − {lower_name} {100 * lo:.1f} = "

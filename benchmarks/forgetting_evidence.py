@@ -1,4 +1,4 @@
-"""Evidence table for the forgetting plug-ins (../shared/EVIDENCE.md): ER without forgetting vs
+"""Evidence table for the forgetting plug-ins (docs/evidence.md): ER without forgetting vs
 ER with active, temporary and probabilistic forgetting of the head, on a class-incremental
 stream of the semantic simulation and on scikit-learn digits (real data), with the naive and
 joint references.

@@ -1,4 +1,4 @@
-"""Evidence table for HLE / PL-FMS (../shared/EVIDENCE.md): per-level A_auc and A_last on the
+"""Evidence table for HLE / PL-FMS (docs/evidence.md): per-level A_auc and A_last on the
 synthetic HLE scenarios (dual-label, single-label, multi-depth) and on real digits with a
 shape tree, rows naive, ER, the PL-FMS ablations and joint, 5 paired seeds.
 

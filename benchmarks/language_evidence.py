@@ -1,4 +1,4 @@
-"""Evidence table for language-guided heads (LingoCL; ../shared/EVIDENCE.md): linear vs cosine vs
+"""Evidence table for language-guided heads (LingoCL; docs/evidence.md): linear vs cosine vs
 language head under naive and ER, on the semantic simulation (50 and 100 CIFAR-100 names, 10
 tasks) and on scikit-learn digits (real data, 5 tasks), with the joint and naive references.
 

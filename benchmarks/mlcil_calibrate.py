@@ -1,4 +1,4 @@
-"""Calibration probe for the MLCIL evidence (../shared/EVIDENCE.md, rule 1): joint minus
+"""Calibration probe for the MLCIL evidence (docs/evidence.md, rule 1): joint minus
 fine-tuning on last mAP, seed 0, for candidate variants of the two MLCIL scenarios. Only the
 two reference methods run, so the scenario is chosen without looking at MULTI-LANE or ER.
 

@@ -1,4 +1,4 @@
-"""Evidence table for MLCIL / MULTI-LANE (../shared/EVIDENCE.md): fine-tuning, ER-BCE,
+"""Evidence table for MLCIL / MULTI-LANE (docs/evidence.md): fine-tuning, ER-BCE,
 MULTI-LANE and joint on the synthetic canvas scenario (10 shape classes, B0-C2) and on
 canvases of real MNIST digits, 5 paired seeds; last mAP, average mAP, CF1-PRS, CF1
 (MULTI-LANE's mean per-class F1), OF1 and mAP forgetting. All methods share the model (a
@@ -26,7 +26,7 @@ from pathlib import Path
 from evidence_stats import mean_std, paired_ci
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST = REPO.parent / "shared" / "data" / "mnist-test"
+MNIST = REPO / "data" / "mnist-test"
 SCENARIOS = {"mlcil_canvas": [], "mlcil_digits": [], "mlcil_mnist": [f"data.root={MNIST}"]}
 METHODS: dict[str, tuple[str, list[str]]] = {
     "fine-tuning (BCE)": ("finetune_bce", []),

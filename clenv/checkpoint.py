@@ -13,16 +13,23 @@ Resuming rebuilds the run from config.yaml, calls ``setup(spec)``, restores that
 events.jsonl back to the checkpoint's offset (records of the lost stretch are written again),
 seeks the Env to the position (streams are keyed by position) and continues: the finished run
 has exactly the metrics of an uninterrupted one.
+
+The checkpoint also holds the flattened resolved config, its sha256 and the stream's sha256
+(:func:`identity`): a resume after config.yaml was edited (lr, seed, n_tasks, model...) or the
+data changed is refused with one line naming the changed keys, so two runs are never spliced.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import io
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from clenv.atomic import write_bytes_atomic
 from clenv.errors import UserError
 from clenv.events import EventLog
 from clenv.strategies.base import Strategy, supports_checkpoint
@@ -33,21 +40,45 @@ FORMAT = 1
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Serialise in memory, then write (a full disk is an OSError, not torch's RuntimeError)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+#: Config keys that do not change what a run computes: editing them before a resume is allowed.
+RESUME_FREE_KEYS = frozenset({"output.plots", "output.dir", "output.checkpoint_every"})
+
+
+def flatten_config(cfg: dict, prefix: str = "") -> dict:
+    """The resolved config as {dotted key: JSON value} (plain str/int/float/bool/None/list)."""
+    flat: dict = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            flat.update(flatten_config(v, key + "."))
+        elif key not in RESUME_FREE_KEYS:
+            flat[key] = json.loads(json.dumps(v, default=str))
+    return flat
+
+
+def identity(cfg: dict, stream_sha: str | None) -> dict:
+    """What a checkpoint belongs to: the flattened config, its sha256, the stream's sha256."""
+    flat = flatten_config(cfg)
+    text = json.dumps(flat, sort_keys=True, separators=(",", ":"))
+    return {"config": flat, "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "stream_sha256": stream_sha}
 
 
 class Checkpointer:
     """Saves the episode's state every ``every`` stream samples into ``out/checkpoint.pt``."""
 
-    def __init__(self, out: Path, every: int, start: int = 0) -> None:
+    def __init__(self, out: Path, every: int, start: int = 0,
+                 ident: dict | None = None) -> None:
         self.path = Path(out) / CHECKPOINT_NAME
         self.every = int(every)
         self.next = (start // self.every + 1) * self.every
+        self.identity = dict(ident or {})
 
     def due(self, position: int) -> bool:
         return position >= self.next
@@ -61,7 +92,7 @@ class Checkpointer:
             "online": [env.online_correct, env.online_count],
             "state": dict(state), "loop": dict(loop), "scores": dict(scores),
             "strategy": strategy.state_dict(), "torch_rng": torch.get_rng_state(),
-            "log_offset": log.offset, "log_records": len(log.records),
+            "log_offset": log.offset, "log_records": len(log.records), **self.identity,
         }, self.path)
         self.next = (pos // self.every + 1) * self.every
 
@@ -77,6 +108,28 @@ class Resumed:
         self.path = path
         self.position = int(data["position"])
         self.loop = data["loop"]
+
+    def check_identity(self, cfg: dict, stream_sha: str | None) -> None:
+        """Refuse, in one line, to continue a checkpoint of another config or stream."""
+        saved = self.data.get("config")
+        if not isinstance(saved, dict) or "config_sha256" not in self.data:
+            raise UserError(f"{self.path}: the checkpoint holds no config hash (written by an "
+                            "older clenv), so it cannot be matched to config.yaml; delete it "
+                            "to rerun from the start")
+        now = identity(cfg, stream_sha)
+        if now["config_sha256"] != self.data["config_sha256"]:
+            missing = object()
+            changed = sorted(k for k in set(saved) | set(now["config"])
+                             if saved.get(k, missing) != now["config"].get(k, missing))
+            shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more"
+                                              if len(changed) > 8 else "")
+            raise UserError(f"{self.path}: config.yaml was edited after the checkpoint was "
+                            f"written ({shown or 'the config hash'} changed); put the values "
+                            "back to resume, or delete checkpoint.pt to rerun from the start")
+        if stream_sha is not None and self.data.get("stream_sha256") != stream_sha:
+            raise UserError(f"{self.path}: the stream differs from the checkpoint's (the data "
+                            "or the stream generator changed); delete checkpoint.pt to rerun "
+                            "from the start")
 
     def event_log(self, path: Path) -> EventLog:
         log = EventLog.reopen(path, self.data["log_offset"])
@@ -98,11 +151,11 @@ class Resumed:
         return env.seek(self.position, correct, count)
 
 
-def prepare(cfg: dict, out: Path | None, strategy: Strategy,
-            resume: bool) -> tuple[Checkpointer | None, Resumed | None]:
+def prepare(cfg: dict, out: Path | None, strategy: Strategy, resume: bool, *,
+            stream_sha: str | None = None) -> tuple[Checkpointer | None, Resumed | None]:
     """The checkpointer (``output.checkpoint_every``) and the checkpoint to resume from (when
     ``resume`` and ``out/checkpoint.pt`` exists). Refuses strategies without the state
-    protocol with one line."""
+    protocol, and a checkpoint of another config or stream (``stream_sha``), with one line."""
     every = int(cfg["output"].get("checkpoint_every") or 0)
     found = resume and out is not None and (out / CHECKPOINT_NAME).is_file()
     if not (every or found):
@@ -118,9 +171,11 @@ def prepare(cfg: dict, out: Path | None, strategy: Strategy,
             raise UserError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); "
                             "delete it to rerun from the start") from None
         resumed = Resumed(data, path)
+        resumed.check_identity(cfg, stream_sha)
     saver = None
     if every and out is not None:
-        saver = Checkpointer(out, every, resumed.position if resumed is not None else 0)
+        saver = Checkpointer(out, every, resumed.position if resumed is not None else 0,
+                             identity(cfg, stream_sha))
     return saver, resumed
 
 
@@ -142,14 +197,15 @@ def resume_cli(args) -> int:
     """``clenv run --resume DIR``: continue DIR's run from its checkpoint (or from the start
     when it has none); a complete run is left as it is."""
     from clenv.config.loader import load_config
+    from clenv.results import is_complete
     from clenv.runner import Run
-    from clenv.sweep.driver import is_complete
 
     if args.resume is None:
         raise UserError("run: give a CONFIG file, or --resume DIR to continue a run")
-    if args.config or args.strategy or args.seed is not None or args.sets or args.out:
-        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set or --out: "
-                        "the run continues with DIR/config.yaml")
+    if (args.config or args.strategy or args.seed is not None or args.sets or args.out
+            or getattr(args, "loggers", None)):
+        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set, --out or "
+                        "--logger: the run continues with DIR/config.yaml")
     out = Path(args.resume)
     if not (out / "config.yaml").is_file():
         raise UserError(f"--resume {out}: no config.yaml there; give a results folder written "
@@ -164,7 +220,10 @@ def resume_cli(args) -> int:
     if not supports_checkpoint(strategy):
         refuse(cfg, strategy, "--resume")
     had = (out / CHECKPOINT_NAME).is_file()
-    metrics = Run(cfg).execute(out, resume=True)
+    from clenv.progress import wants_progress
+
+    metrics = Run(cfg).execute(out, resume=True, progress=wants_progress(args.quiet),
+                              force=getattr(args, "force", False))
     if not args.quiet:
         how = "resumed from its checkpoint" if had else "rerun from the start (no checkpoint)"
         acc = metrics.get("final_accuracy")

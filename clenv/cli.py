@@ -1,18 +1,20 @@
 """The ``clenv`` command: run, check, list, plot, compare.
 
 torch is imported only by ``run``; ``--help``, ``check`` and ``list`` stay light.
-User errors print one line and exit 2, leaving no results files.
+User errors print one line and exit 2, leaving no results files; failures of the environment
+(a full disk, out of memory, other OS errors) print one line and exit 1 (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from clenv.errors import EnvironmentFailure, UserError
+from clenv.progress import wants_progress
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "f_last", "online_accuracy", "intransigence", "map",
@@ -20,9 +22,23 @@ SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgettin
 # metrics_version 2: "f_last" is the i-Blurry code's rule; "cf1" is MULTI-LANE's mean per-class F1
 
 
+EXIT_CODES = """exit status:
+  0    success
+  1    environment failure: a run crashed or a sweep run failed, a missing file,
+       package or device outside the config's control
+  2    user error: a bad config, option or data root (one line on stderr;
+       no results files written)
+  130  interrupted (Ctrl-C)"""
+
+
 def _parser() -> argparse.ArgumentParser:
+    from clenv import __version__
+
     p = argparse.ArgumentParser(prog="clenv", description="Continual-learning simulation "
-                                "environment: YAML scenarios, pluggable strategies, metrics.")
+                                "environment: YAML scenarios, pluggable strategies, metrics.",
+                                epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"clenv {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def config_args(sp: argparse.ArgumentParser, optional: bool = False) -> None:
@@ -39,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="DIR", help="continue the run in results folder DIR "
                    "from its last checkpoint (output.checkpoint_every); no CONFIG then")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    r.add_argument("--logger", dest="loggers", action="append", default=[],
+                   choices=("tensorboard", "csv"), help="also write every evaluation to this "
+                   "logger (repeatable; adds to output.loggers)")
+    r.add_argument("--force", action="store_true", help="write into a folder that holds files "
+                   "clenv did not write (only clenv's own files are replaced)")
     c = sub.add_parser("check", help="validate a config without running it")
     config_args(c)
     sub.add_parser("list", help="scenarios, datasets, strategies, models and metrics")
@@ -59,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace) -> dict:
     from clenv.config.loader import load_config
 
-    return load_config(args.config, overrides=args.sets, strategy=args.strategy, seed=args.seed)
+    return load_config(args.config, overrides=args.sets, strategy=args.strategy, seed=args.seed,
+                       loggers=getattr(args, "loggers", None))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -84,13 +106,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return resume_cli(args)
     cfg = _load(args)
     out = Path(args.out or cfg["output"]["dir"] or Path("results") / cfg["name"])
+    from clenv.results import check_out_path
+
+    check_out_path(out)
     from clenv.runner import Run, make_strategy
 
     run = Run(cfg)  # loads the data and builds the stream: user errors surface here
     make_strategy(cfg["strategy"])
     created = not out.exists()
     try:
-        metrics = run.execute(out, progress=not args.quiet and sys.stderr.isatty())
+        metrics = run.execute(out, progress=wants_progress(args.quiet), force=args.force)
     except UserError:
         if created:
             shutil.rmtree(out, ignore_errors=True)
@@ -139,11 +164,56 @@ def cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_of(d: str) -> dict:
-    path = Path(d) / "metrics.json"
-    if not path.is_file():
-        raise UserError(f"{d}: no metrics.json; give a results folder written by clenv run")
-    return json.loads(path.read_text())
+def _metrics_of(d: str, keys: tuple[str, ...] = ("name",)) -> dict:
+    from clenv.results import read_metrics
+
+    return read_metrics(d, keys)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def figure_out(out: str | None, default: Path) -> Path:
+    """Where ``clenv plot`` writes: ``--out`` (a file with a figure extension in an existing
+    folder, or an existing folder to hold the default name), else ``default``."""
+    if not out:
+        return default
+    path = Path(out)
+    if path.is_dir():
+        return path / default.name
+    if not path.parent.is_dir():
+        raise UserError(f"--out {out}: folder {path.parent} does not exist; create it first or "
+                        "give an existing folder")
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in FIGURE_FORMATS:
+        raise UserError(f"--out {out}: unknown figure extension {path.suffix or '(none)'!r}; "
+                        f"expected one of {', '.join('.' + f for f in FIGURE_FORMATS)}")
+    return path
+
+
+def _plot_runs(dirs: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """The scenario family of every folder and the metrics of the complete ones, read before
+    anything is drawn (one line for a damaged, foreign or older folder, and for runs of
+    different families)."""
+    from clenv.results import family, read_run_events
+
+    families = [family(read_run_events(d)[0]) for d in dirs]
+    metrics = {d: _metrics_of(d, ("name",) if f == "agcd" else ("name", "accuracy_matrix"))
+               for d, f in zip(dirs, families, strict=True)
+               if (Path(d) / "metrics.json").is_file()}
+    if len(set(families)) > 1:
+        mixed = ", ".join(f"{Path(d).name} ({f})" for d, f in zip(dirs, families, strict=True))
+        raise UserError(f"runs of different scenario families cannot share a figure: {mixed}; "
+                        "plot them apart")
+    return families, metrics
+
+
+def _older(d: str, exc: Exception) -> UserError:
+    from clenv.results import written_by
+
+    return UserError(f"{d}: cannot read its results ({type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())[:60]}); written by {written_by(d)} in a form "
+                     "this clenv does not read: run it again with this clenv")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -153,32 +223,34 @@ def cmd_plot(args: argparse.Namespace) -> int:
         from clenv.sweep.cli import cmd_plot_sweep
 
         return cmd_plot_sweep(args)
-    for d in args.dirs:
-        if not (Path(d) / "events.jsonl").is_file():
-            raise UserError(f"{d}: no events.jsonl; give a results folder written by clenv run")
-    from clenv.agcd.plots import is_agcd_run
-
-    agcd = [is_agcd_run(d) for d in args.dirs]
-    if any(agcd):  # per-round All/Old/New curves of active category discovery runs
-        if not all(agcd):
-            raise UserError("agcd runs and stream runs cannot share a figure; plot them apart")
+    families, metrics_of = _plot_runs(args.dirs)
+    if families[0] == "agcd":  # per-round All/Old/New curves of active category discovery runs
         from clenv.agcd.plots import plot_agcd_rounds
 
         name = "agcd_rounds.png" if len(args.dirs) == 1 else "agcd_rounds_compare.png"
-        out = Path(args.out) if args.out else Path(args.dirs[0]) / name
-        plot_agcd_rounds(args.dirs, out)
+        out = figure_out(args.out, Path(args.dirs[0]) / name)
+        try:
+            plot_agcd_rounds(args.dirs, out)
+        except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
+            raise _older(args.dirs[0], exc) from None
         print(f"wrote {out}")
         return 0
     from clenv.plots import plot_accuracy_matrix, plot_forgetting
 
     default = Path(args.dirs[0]) / ("forgetting.png" if len(args.dirs) == 1
                                     else "forgetting_compare.png")
-    out = Path(args.out) if args.out else default
-    plot_forgetting(args.dirs, out)
+    out = figure_out(args.out, default)
+    try:
+        plot_forgetting(args.dirs, out)
+    except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
+        raise _older(args.dirs[0], exc) from None
     print(f"wrote {out}")
-    for d in args.dirs:
-        if (Path(d) / "metrics.json").is_file():
-            hm = plot_accuracy_matrix(d, Path(d) / "accuracy_matrix.png")
+    for d, metrics in metrics_of.items():
+        if metrics is not None:
+            try:
+                hm = plot_accuracy_matrix(d, Path(d) / "accuracy_matrix.png", metrics)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise _older(d, exc) from None
             print(f"wrote {hm}")
     return 0
 
@@ -204,9 +276,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows = []
     for d in args.dirs:
         m = loaded[d]
-        wall = m.get("wall_time", {}).get("total")
-        rows.append([Path(d).name, m["name"], *[_fmt(m.get(k)) for k in SUMMARY_KEYS],
-                     _fmt(float(wall)) if wall is not None else "null"])
+        wall = m.get("wall_time", {}).get("total") if isinstance(m.get("wall_time"),
+                                                                 dict) else None
+        rows.append([Path(d).name, str(m["name"]), *[_fmt(m.get(k)) for k in SUMMARY_KEYS],
+                     _fmt(float(wall)) if isinstance(wall, int | float) else "null"])
     header = ["run", "name", *SUMMARY_KEYS, "wall_s"]
     if args.format == "csv":
         print(",".join(header))
@@ -236,12 +309,27 @@ COMMANDS["sweep"] = cmd_sweep
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe (clenv list | head) surfaces here, not at exit
+        return code
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except EnvironmentFailure as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away: say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except MemoryError:
+        print("error: out of memory; give the run less data (a smaller stream, batch or "
+              "model) or a machine with more memory", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment failed (disk, permissions, a vanished file)
+        what = exc.strerror or str(exc)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {' '.join(f'{what}{where}'.split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Errors a user can cause. The CLI prints their one-line message and exits 2."""
+"""Errors a user can cause (the CLI prints their one-line message and exits 2), and failures of
+the environment (one line, exit 1)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ class DataError(UserError):
 
 
 class EnvironmentFailure(Exception):
-    """A failure of the machine or the network, not of the user's input (a download that fails or
-    does not match its checksum, a full disk). The CLI prints the one-line message and exits 1."""
+    """The machine failed the run (a full disk, a quota, a download that fails): not the user's
+    input. The CLI prints the one-line message and exits 1; the results folder is left without
+    metrics.json (incomplete) and without temp files."""
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))

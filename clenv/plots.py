@@ -116,10 +116,13 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
     return out_file
 
 
-def plot_accuracy_matrix(run_dir: str | os.PathLike, out_file: str | os.PathLike) -> Path:
-    """Heatmap of R[i][j] (rows: after training task i; columns: task j's test set)."""
+def plot_accuracy_matrix(run_dir: str | os.PathLike, out_file: str | os.PathLike,
+                         metrics: dict | None = None) -> Path:
+    """Heatmap of R[i][j] (rows: after training task i; columns: task j's test set);
+    ``metrics`` defaults to the folder's metrics.json."""
     plt = _pyplot()
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    if metrics is None:
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     R = np.array(metrics["accuracy_matrix"], dtype=float)
     T = max(1, len(R))
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * T, 0.8 + 0.6 * T))
@@ -139,10 +142,12 @@ def plot_accuracy_matrix(run_dir: str | os.PathLike, out_file: str | os.PathLike
     return out_file
 
 
-def save_run_figures(run_dir: str | os.PathLike) -> None:
+def save_run_figures(run_dir: str | os.PathLike, metrics: dict | None = None) -> None:
+    """The run's figures, from its events and ``metrics`` (written before metrics.json)."""
     run_dir = Path(run_dir)
     for name, fn in (("forgetting.png", lambda p: plot_forgetting([run_dir], p)),
-                     ("accuracy_matrix.png", lambda p: plot_accuracy_matrix(run_dir, p))):
+                     ("accuracy_matrix.png",
+                      lambda p: plot_accuracy_matrix(run_dir, p, metrics))):
         tmp = run_dir / f".tmp-{name}"
         fn(tmp)
         os.replace(tmp, run_dir / name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clenv import results
 from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.loader import dump_config
 from clenv.data.pool import Pool
@@ -23,6 +24,7 @@ from clenv.env import ContinualEnv
 from clenv.evaluator import Evaluator
 from clenv.events import EventLog
 from clenv.hier_evaluator import HierarchyEvaluator
+from clenv.loggers import close_loggers, open_loggers
 from clenv.metrics.summary import summarize
 from clenv.ml_evaluator import MultiLabelEvaluator
 from clenv.scenarios.registry import build_stream
@@ -106,26 +108,40 @@ class Run:
         self.env.validation_pool = self.validation_pool
 
     def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False,
-                resume: bool = False) -> dict:
+                resume: bool = False, force: bool = False) -> dict:
         """Run the episode (and the joint reference if asked); write the results folder.
-        ``resume``: continue from out_dir/checkpoint.pt when there is one (clenv.checkpoint)."""
+        ``resume``: continue from out_dir/checkpoint.pt when there is one (clenv.checkpoint).
+        The folder is locked for the run, cleared of a previous run's files, refused when it
+        holds files clenv did not write unless ``force``, and gets metrics.json last
+        (clenv.results)."""
+        if out_dir is None:
+            return self._execute(None, progress=progress, resume=resume)
+        out = Path(out_dir)
+        results.refuse_foreign(out, results.run_files(), force)  # before the lock file
+        with results.FolderLock(out), results.guard_writes(out):
+            return self._execute(out, progress=progress, resume=resume)
+
+    def _execute(self, out: Path | None, *, progress: bool, resume: bool) -> dict:
         from clenv import checkpoint
 
         cfg = self.cfg
         if cfg["scenario"]["generator"] == "agcd":
             from clenv.agcd.loop import run_agcd
 
-            return run_agcd(self, out_dir, progress=progress, resume=resume)
+            return run_agcd(self, out, progress=progress, resume=resume)
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        stream_sha = self.env.stream.sha256() if out is not None else None
+        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume, stream_sha=stream_sha)
+        if out is not None:  # nothing is written before the checkpoint is accepted
+            results.start_run(out, keep=results.RESUME_KEEPS if resumed is not None
+                              else frozenset())
             write_text_atomic(out / "config.yaml", dump_config(cfg))
-            write_json_atomic(out / "run.json", provenance(cfg, self.env.stream.sha256()))
-        saver, resumed = checkpoint.prepare(cfg, out, strategy, resume)
+            write_json_atomic(out / "run.json", provenance(cfg, stream_sha))
         log = (resumed.event_log(out / "events.jsonl") if resumed is not None
                else EventLog(out / "events.jsonl" if out is not None else None))
+        loggers = (open_loggers(cfg["output"]["loggers"], out, log) if out is not None
+                   else [])  # written inside the folder, closed before metrics.json
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
@@ -149,6 +165,7 @@ class Run:
             log.write({"type": "end", **end, "wall": wall})
         finally:
             log.close()
+            close_loggers(loggers)
         metrics = summarize(log.records)
         if self.validation_pool is not None:
             from clenv.validation import validation_metrics
@@ -192,7 +209,7 @@ def _joint_params(cfg: dict) -> dict:
 
 
 def write_results(out: Path, metrics: dict, cfg: dict) -> None:
-    write_json_atomic(out / "metrics.json", metrics)
+    """accuracy_matrix.csv, the figures, then metrics.json strictly last (clenv.results)."""
     R = metrics["accuracy_matrix"]
     lines = ["row," + ",".join(f"task_{j}" for j in range(metrics["n_tasks"]))]
     lines += [f"{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(R)]
@@ -200,7 +217,8 @@ def write_results(out: Path, metrics: dict, cfg: dict) -> None:
     if cfg["output"]["plots"]:
         from clenv.plots import save_run_figures
 
-        save_run_figures(out)
+        save_run_figures(out, metrics)
+    results.write_metrics_last(out, metrics)
 
 
 def _argmax(scores) -> np.ndarray:
@@ -278,7 +296,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     exposed = sc["boundaries"] == "exposed"
     save_scores = cfg["output"]["save_scores"]
     scores_store: dict[str, np.ndarray] = {}
-    state = {"steps": 0, "reward_sum": 0.0}
+    state = {"steps": 0, "reward_sum": 0.0, "loss_sum": 0.0, "loss_count": 0}
     t_start = time.perf_counter()
 
     def record(kind: str, **extra) -> None:
@@ -301,7 +319,10 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
                "seen": np.flatnonzero(units).tolist(), "counts": counts,
                "online": {"correct": env.online_correct, "count": env.online_count},
                "reward_sum": state["reward_sum"], "budget": strategy.counters(),
+               "train_loss": (state["loss_sum"] / state["loss_count"] if state["loss_count"]
+                              else None),  # mean of learn()'s losses since the last eval
                "wall": round(time.perf_counter() - t_start, 6), **extra}
+        state["loss_sum"], state["loss_count"] = 0.0, 0
         log.write(rec)
         if val_evaluator is not None and kind in ("init", "task_end"):
             vcounts, _ = val_evaluator.evaluate(strategy, seen, task_aware=True,
@@ -313,9 +334,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         record("init")
     bar = None
     if progress:
-        from tqdm import tqdm
+        from clenv.progress import progress_bar
 
-        bar = tqdm(total=stream.length, unit="samples", desc=cfg["name"], leave=False)
+        bar = progress_bar(stream.length, "samples", cfg["name"])
     task_ends = stream.task_ends.tolist()
     next_task = 0  # index of the next task end to reach
     next_eval = every if every else None
@@ -344,7 +365,10 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         else:
             action = _argmax(scores)
         new_obs, reward, terminated, _, info = env.step(action)
-        strategy.learn(obs, info)
+        losses = strategy.learn(obs, info)
+        if losses and losses.get("loss") is not None:
+            state["loss_sum"] += float(losses["loss"])
+            state["loss_count"] += 1
         for ev in getattr(strategy, "drain_events", list)():  # plug-in events (resets)
             log.write({"type": "event", **ev, "samples": env.position,
                        "env_step": state["steps"] + 1})
@@ -353,8 +377,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         state["reward_sum"] += reward
         pos = env.position
         if bar is not None and state["steps"] % 50 == 0:
-            bar.n = pos
-            bar.refresh()
+            bar.update(pos - bar.n)  # drawn after the bar's delay, at most ~10 times a second
         # task ends first: a task hook (e.g. joint's retraining) is part of reaching pos
         while next_task < T and pos >= task_ends[next_task]:
             wall["train"] += time.perf_counter() - tt
@@ -390,6 +413,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     if every and env.position % every and not end_served:  # A_last: at the end of the stream
         record("anytime")
     if bar is not None:
+        bar.update(env.position - bar.n)
         bar.close()
     counters = strategy.counters()
     if save_scores and out is not None:

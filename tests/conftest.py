@@ -13,11 +13,8 @@ SCENARIOS = REPO / "scenarios"
 
 
 def mnist_root() -> Path:
-    for p in (REPO.parent / "shared" / "data" / "mnist-test",
-              Path("/work/shared/data/mnist-test")):
-        if p.is_dir():
-            return p
-    return REPO.parent / "shared" / "data" / "mnist-test"
+    """The MNIST test set shipped with the repository (data/mnist-test/README.md)."""
+    return REPO / "data" / "mnist-test"
 
 
 def one_line(exc: pytest.ExceptionInfo, *parts: str) -> str:

@@ -50,7 +50,7 @@ def test_run_writes_results_folder(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["run", str(tiny_yaml), "--out", str(out)]) == 0
     assert FILES <= {p.name for p in out.iterdir()}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".clenv.lock"]
     text = capsys.readouterr().out
     assert "final_accuracy=" in text and str(out) in text
     run_info = json.loads((out / "run.json").read_text())

@@ -58,7 +58,7 @@ TEST = [("airplane", 5), ("automobile", 5), ("bird", 5), ("cat", 5)]
 def iblurry(tmp_path: Path) -> tuple[Path, Path]:
     root, col = tmp_path / "cifar10", tmp_path / "collections"
     t0 = _flat_records(root, TASK0)
-    t0[2]["file_name"] = "/home/someone/datasets/cifar10/train/cat/0003.png"  # re-rooted
+    t0[2]["file_name"] = "/srv/someone/datasets/cifar10/train/cat/0003.png"  # re-rooted
     _write(col / "cifar10_split2_n50_m10_rand1_task0.json", t0)
     t1 = _flat_records(root, TASK1)
     for r in t1:  # i-Blurry's CIFAR-10 train lists name the image under "filepath"
@@ -144,7 +144,7 @@ def _hle_record(root: Path, sup: str, sub: str, n: int, level: int, split: str =
     rel = f"{split}/{sub}/{n:04d}.png"
     _png(root, rel, 10 * (FISH + VEHICLES).index(sub) + n)
     # the released files carry absolute paths and their own label ids
-    return {"file_name": f"/home/sonic/datasets/cifar100/data/{rel}", "klass_sup": sup,
+    return {"file_name": f"/srv/sonic/datasets/cifar100/data/{rel}", "klass_sup": sup,
             "label_sup": 7, "klass_sub": sub, "label_sub": 40, "klass": sup if level == 0
             else sub, "label": 3, "hierarchy": level}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from clenv.strategies.memory import ReservoirBuffer
@@ -68,3 +69,20 @@ def test_unseen_classes_are_masked_and_credit_counts_steps():
     assert torch.isfinite(scores[:, [1, 3]]).all() and torch.isinf(scores[:, [0, 2, 4]]).all()
     s.learn(obs, info)  # 0.25 + 2.25 = 2.5 -> 2 steps
     assert s.grad_steps == 4 and s.samples_processed == 12
+
+
+def test_a_strategy_refuses_a_family_it_does_not_declare(small_cfg):
+    from clenv.config.loader import load_config
+    from clenv.errors import ConfigError
+    from clenv.runner import Run
+    from clenv.strategies.naive import Naive
+
+    class MultiLabelOnly(Naive):
+        families = ("multi_label",)
+
+    run = Run(load_config(small_cfg))
+    from clenv.events import EventLog
+    from clenv.runner import episode
+
+    with pytest.raises(ConfigError, match="supports multi_label streams, not single_label"):
+        episode(run.cfg, run.env, MultiLabelOnly(), EventLog(None), {}, anytime=False)

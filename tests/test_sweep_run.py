@@ -106,11 +106,12 @@ def test_selection_over_a_real_sweep_uses_validation(local_sweep):
 
 
 def test_interrupted_sweep_resumes_without_loss(local_sweep, tmp_path):
-    """A subprocess sweep whose second run's worker is SIGKILLed mid-task (after a checkpoint);
-    the re-run sweep skips the complete run, resumes the killed one from its checkpoint and is
-    interrupted again mid-task by SIGINT to its whole process group (Ctrl-C); the third run
-    finishes it. No half-written file at any stage; its metrics equal those of the
-    uninterrupted ER run of the same seed, and the complete run is never rerun."""
+    """A subprocess sweep SIGKILLed as a whole (driver and worker: the machine going down) in
+    its second run, mid-task (after a checkpoint); the re-run sweep skips the complete run,
+    resumes the killed one from its checkpoint and is interrupted again mid-task by SIGINT to
+    its whole process group (Ctrl-C); the third run finishes it. No half-written file at any
+    stage; its metrics equal those of the uninterrupted ER run of the same seed, and the
+    complete run is never rerun."""
     f, ref_out, ref_index = local_sweep
     sweep = yaml.safe_load(f.read_text())
     sweep.update(strategies=["naive", KILLING_ER], seeds=[0], workers=1)
@@ -129,11 +130,11 @@ def test_interrupted_sweep_resumes_without_loss(local_sweep, tmp_path):
         return r, {e["params"]["strategy"] if isinstance(e["params"]["strategy"], str)
                    else "killing": e for e in index["runs"]}
 
-    r, status = interrupted(20, None)  # SIGKILL of the worker at learn call 20 (task 1)
-    assert r.returncode == 1, r.stderr
+    r, status = interrupted(20, "KILLPG")  # SIGKILL of the sweep at learn call 20 (task 1)
+    assert r.returncode == -9, r.stderr
     assert status["naive"]["status"] == "complete"
     killed = out / status["killing"]["dir"]
-    assert status["killing"]["status"] == "failed" and "died" in status["killing"]["error"]
+    assert status["killing"]["status"] == "pending"
     assert (killed / "checkpoint.pt").is_file() and not (killed / "metrics.json").exists()
     assert not list(out.rglob("*.tmp"))  # no half-written file
     naive_stamp = (out / status["naive"]["dir"] / "metrics.json").stat().st_mtime_ns
@@ -181,3 +182,23 @@ def test_ray_backend_matches_local_run_for_run(local_sweep, ray_session, tmp_pat
         assert _metrics(tmp_path / "ray" / e["dir"]) == _metrics(ref_out / ref[e["id"]]["dir"])
         run = json.loads((tmp_path / "ray" / e["dir"] / "run.json").read_text())
         assert run["torch_threads"] == 1
+
+
+def test_a_worker_killed_mid_sweep_costs_only_its_own_run(small_cfg, tmp_path, monkeypatch):
+    """The worker of seed 1 is SIGKILLed (as by the OOM killer) at each attempt: it breaks the
+    pool, is retried on a fresh pool, then alone, and only it is recorded failed; the runs in
+    flight or queued beside it all complete."""
+    base = _base(small_cfg)
+    base["scenario"].pop("validation")
+    base["output"] = {"plots": False}
+    sweep = {"name": "oom", "base": base, "seeds": [0, 1, 2],
+             "strategies": [{"name": "tests.checkpoint_killer:KillingNaive"}], "workers": 2}
+    sf = _write(tmp_path / "oom.yaml", sweep)
+    monkeypatch.setenv("CLENV_KILL_SEED", "1")  # spawned workers inherit it
+    lines: list[str] = []
+    index = run_sweep(load_sweep(sf), tmp_path / "out", echo=lines.append)
+    status = {e["params"]["seed"]: e for e in index["runs"]}
+    assert [status[s]["status"] for s in (0, 2)] == ["complete", "complete"], lines
+    assert status[1]["status"] == "failed" and "alone" in status[1]["error"], lines
+    assert sum("FAILED" in line for line in lines) == 1, lines
+    assert not list((tmp_path / "out").rglob("*.tmp"))

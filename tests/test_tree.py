@@ -108,7 +108,7 @@ def test_every_source_has_a_tree_key() -> None:
     for source in SOURCES.values():
         assert source.fields["tree"].default is None and source.fields["tree"].nullable
     cfg = load_config({"data": {"source": "digits", "tree": "t.yaml"}})
-    assert cfg["data"]["tree"] == "t.yaml"
+    assert cfg["data"]["tree"] == str(Path.cwd() / "t.yaml")  # a path field, made absolute
     assert load_config({"data": {"source": "digits"}})["data"]["tree"] is None
     with pytest.raises(ConfigError, match=r"^data\.tree: expected a string"):
         load_pool({"source": "digits", "tree": 3})

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from clenv import results
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
 from clenv.agcd.learner import build_learner
 from clenv.agcd.queries import priorities, rank_candidates
@@ -82,8 +83,8 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
     t0 = time.perf_counter()
     params = make_strategy(cfg["strategy"]).params
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:  # the Runner holds the folder's lock (clenv.results)
+        results.start_run(out)
         write_text_atomic(out / "config.yaml", dump_config(cfg))
         write_json_atomic(out / "run.json", provenance(cfg, split_sha256(env)))
     log = EventLog(out / "events.jsonl" if out is not None else None)
@@ -124,6 +125,11 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
         evaluate(0)
         rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6CD]))
         bought = np.zeros(0, dtype=np.int64)  # candidate positions labelled so far
+        bar = None
+        if progress:
+            from clenv.progress import progress_bar
+
+            bar = progress_bar(env.R, "round", cfg["name"])
         for r in range(1, env.R + 1):  # query rounds count from 1, as train_al_ema.py's loop
             tq = time.perf_counter()
             query = params["query"]
@@ -158,19 +164,21 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
             learner.train(params["epochs_per_round"])
             wall["train"] += time.perf_counter() - tt
             evaluate(r)
-            if progress:
-                print(f"round {r}/{env.R} done", flush=True)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         wall["total"] = time.perf_counter() - t0
         log.write({"type": "end", "budget": learner.counters(), "wall": wall})
     finally:
         log.close()
     metrics = summarize_agcd(log.records)
     if out is not None:
-        write_json_atomic(out / "metrics.json", metrics)
         if cfg["output"]["plots"]:
             from clenv.agcd.plots import plot_agcd_rounds
 
             tmp = out / ".tmp-agcd_rounds.png"
             plot_agcd_rounds([out], tmp)
             os.replace(tmp, out / "agcd_rounds.png")
+        results.write_metrics_last(out, metrics)
     return metrics

@@ -1,5 +1,9 @@
 """Load, merge and validate a run config: YAML file or dict, strategy presets, ``--set``
-overrides. Every problem is a ConfigError naming the dotted key path."""
+overrides. Every problem is a ConfigError naming the dotted key path.
+
+Path fields (schema kind PATH) are made absolute: relative paths written in a YAML file join that
+file's folder, ``--set`` paths join the working directory, so the saved config.yaml (and
+``--resume``) works from anywhere."""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from clenv.config.schema import Field, check_value, validate
+from clenv.config.schema import Field, check_value, path_bases, validate
 from clenv.errors import ConfigError
+from clenv.loggers import check_loggers
 
 TOP_FIELDS: dict[str, Field] = {
     "name": Field(str, None, "run name (default: the config file's stem)"),
@@ -46,6 +51,8 @@ OUTPUT_FIELDS: dict[str, Field] = {
     "plots": Field(bool, True, "write forgetting.png and accuracy_matrix.png"),
     "checkpoint_every": Field(int, None, "write checkpoint.pt every N stream samples, for "
                               "clenv run --resume (default: no checkpoints)", min=1),
+    "loggers": Field(list, [], "write every evaluation also as: tensorboard (scalars), csv "
+                     "(evaluations.csv)", item=str),
 }
 VALIDATION_FIELD = Field(float, None, "fraction of each class's training samples held out "
                          "as a validation split", min=0, max=0.9)
@@ -157,8 +164,27 @@ def resolve_strategy(spec: Any, config_dir: Path | None, key: str = "strategy") 
 
 
 def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = None,
-                strategy: str | None = None, seed: int | None = None) -> dict:
-    """Return the fully resolved, validated config (re-running it reproduces the run)."""
+                strategy: str | None = None, seed: int | None = None, *,
+                base_dir: str | os.PathLike | None = None,
+                path_anchors: dict[str, str | os.PathLike] | None = None,
+                loggers: list[str] | None = None) -> dict:
+    """Return the fully resolved, validated config (re-running it reproduces the run).
+
+    Relative path values join the config file's folder (a mapping: ``base_dir``, default the
+    working directory); those set by ``overrides`` join the working directory, and those under
+    a key of ``path_anchors`` (dotted key -> folder) join that folder. ``loggers`` (``clenv run
+    --logger``) are added to output.loggers."""
+    anchors = dict(path_anchors or {})
+    for path, _ in parse_overrides(overrides):
+        anchors[_dotted(path)] = Path.cwd()
+    if not isinstance(source, dict):
+        base_dir = Path(source).expanduser().resolve().parent
+    with path_bases(base_dir, anchors):
+        return _load_config(source, overrides, strategy, seed, loggers or [])
+
+
+def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
+                 strategy: str | None, seed: int | None, loggers: list[str]) -> dict:
     from clenv.data.registry import SOURCES
     from clenv.models.registry import validate_model
     from clenv.scenarios.registry import validate_scenario
@@ -186,6 +212,9 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
         raw["seed"] = seed
     cfg = validate(raw, TOP_FIELDS, "")
     cfg["name"] = cfg["name"] or default_name
+    from clenv.results import check_folder_name
+
+    check_folder_name(cfg["name"])  # it decides results/<name>
     scenario = dict(cfg["scenario"])
     validation = scenario.pop("validation", None)  # a held-out split (clenv.validation)
     cfg["scenario"] = validate_scenario(scenario, "scenario")
@@ -209,11 +238,18 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
     cfg["eval"] = validate(cfg["eval"], EVAL_FIELDS, "eval")
     cfg["budget"] = validate(cfg["budget"], BUDGET_FIELDS, "budget")
     cfg["output"] = validate(cfg["output"], OUTPUT_FIELDS, "output")
+    cfg["output"]["loggers"] = check_loggers([*cfg["output"]["loggers"], *loggers])
     dev = cfg["device"]
     if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
         raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {dev!r}")
     if "agcd" in (cfg["scenario"]["generator"], cfg["strategy"]["name"]):
         from clenv.agcd.config import check_agcd_config
+
+        if cfg["output"]["loggers"]:
+            raise ConfigError("output.loggers", "the loggers write the evaluations of stream "
+                              "runs; an agcd run has query rounds instead",
+                              "remove output.loggers (rounds are in events.jsonl and "
+                              "metrics.json)")
 
         return check_agcd_config(cfg)
     if cfg["scenario"]["task_ids"] and cfg["scenario"]["boundaries"] == "hidden":

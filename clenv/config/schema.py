@@ -1,24 +1,35 @@
 """A small schema language for config sections: each key is a Field with a type, a default and a
-range. ``validate`` fills defaults and reports the first problem with its dotted key path."""
+range. ``validate`` fills defaults and reports the first problem with its dotted key path.
+
+A Field of kind ``PATH`` holds a file or folder path: a relative value is made absolute against
+the folder in force for its key (``path_bases``: the YAML file's folder by default, the working
+directory for ``--set`` keys), so a resolved config works from any working directory."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from clenv.errors import ConfigError
 
 REQUIRED = object()
+PATH = "path"  # Field kind of a file or folder path (a string, made absolute when validated)
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
-               list: "a list", dict: "a mapping"}
+               list: "a list", dict: "a mapping", PATH: "a string (a file or folder path)"}
 
 
 @dataclass(frozen=True)
 class Field:
-    """One config key: ``kind`` is int, float, str, bool, list or dict (float accepts ints)."""
+    """One config key: ``kind`` is int, float, str, bool, list, dict (float accepts ints) or
+    PATH (a string, or an os.PathLike, resolved to an absolute path)."""
 
-    kind: type
+    kind: type | str
     default: Any = REQUIRED
     doc: str = ""
     min: float | None = None
@@ -32,12 +43,60 @@ class Field:
         return self.default is REQUIRED
 
 
-def _type_ok(value: Any, kind: type) -> bool:
+@dataclass(frozen=True)
+class _PathBases:
+    default: Path | None  # None: the working directory at validation time
+    anchors: dict[str, Path]  # dotted key (or key prefix) -> folder its relative paths join
+
+
+_BASES: contextvars.ContextVar[_PathBases | None] = contextvars.ContextVar(
+    "clenv_path_bases", default=None)
+
+
+@contextlib.contextmanager
+def path_bases(default: str | os.PathLike | None,
+               anchors: dict[str, str | os.PathLike] | None = None) -> Iterator[None]:
+    """Within the block, a relative PATH value joins ``default`` (None: the working
+    directory), or ``anchors[k]`` when its dotted key is ``k`` or lies under ``k`` (a
+    ``--set`` key, a sweep's ``set:`` key)."""
+    token = _BASES.set(_PathBases(Path(default) if default is not None else None,
+                                  {k: Path(v) for k, v in (anchors or {}).items()}))
+    try:
+        yield
+    finally:
+        _BASES.reset(token)
+
+
+def resolve_path(value: str | os.PathLike, key: str) -> str:
+    """``value`` (``~`` expanded) as an absolute, normalised path string; a relative value
+    joins the folder ``path_bases`` gives for ``key``."""
+    path = Path(os.path.expanduser(os.fspath(value)))
+    if not path.is_absolute():
+        bases = _BASES.get() or _PathBases(None, {})
+        base = bases.default
+        probe = key
+        while probe:
+            if probe in bases.anchors:
+                base = bases.anchors[probe]
+                break
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[:cut] if cut > 0 else ""
+        path = (base if base is not None else Path.cwd()) / path
+    return os.path.normpath(path)
+
+
+def _type_ok(value: Any, kind: type | str) -> bool:
+    if kind == PATH:
+        return isinstance(value, (str, os.PathLike))
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def _kind_name(kind: type | str) -> str:
+    return _TYPE_NAMES.get(kind) or getattr(kind, "__name__", str(kind))
 
 
 def _describe(value: Any) -> str:
@@ -50,13 +109,15 @@ def check_value(value: Any, f: Field, key: str) -> Any:
     if value is None:
         if f.nullable or f.default is None:
             return None
-        raise ConfigError(key, f"expected {_TYPE_NAMES.get(f.kind, f.kind.__name__)}, got null",
+        raise ConfigError(key, f"expected {_kind_name(f.kind)}, got null",
                           "give a value or remove the key")
     if not _type_ok(value, f.kind):
-        raise ConfigError(key, f"expected {_TYPE_NAMES.get(f.kind, f.kind.__name__)}, "
+        raise ConfigError(key, f"expected {_kind_name(f.kind)}, "
                                f"got {_describe(value)}")
     if f.kind is float:
         value = float(value)
+    if f.kind == PATH:
+        return resolve_path(value, key)
     if f.choices is not None and value not in f.choices:
         raise ConfigError(key, f"expected one of {', '.join(map(str, f.choices))}, "
                                f"got {_describe(value)}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.digits import DIGIT_NAMES
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError, DataError
@@ -34,7 +34,7 @@ FIELDS: dict[str, Field] = {
     "seed": Field(int, 0, "random seed of glyph choice, positions, classes and partners"),
     "glyphs": Field(str, "digits", "glyph set: digits (sklearn 8x8), shapes (procedural) or "
                                    "mnist (t10k files in root)", choices=GLYPH_SETS),
-    "root": Field(str, None, "folder holding MNIST's t10k IDX files (glyphs: mnist only)",
+    "root": Field(PATH, None, "folder holding MNIST's t10k IDX files (glyphs: mnist only)",
                   nullable=True),
     "glyph_scale": Field(int, 2, "digits/shapes: upscale factor of the 8x8 glyph box; mnist: "
                                  "downscale factor of the 28x28 digits", min=1),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.download import data_root, fetch_cifar, find_or_fetch
 from clenv.data.pool import Pool, limit_per_class
 from clenv.data.safe_pickle import load_dict, text
@@ -21,7 +21,7 @@ DOC = "CIFAR-10 python pickles (data_batch_1..5, test_batch, batches.meta) in da
       "data.root/cifar-10-batches-py; download: true fetches them."
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, None, "folder holding cifar-10-batches-py/ or its batch files; null: "
+    "root": Field(PATH, None, "folder holding cifar-10-batches-py/ or its batch files; null: "
                              "$CLENV_DATA or ~/.cache/clenv/data", nullable=True),
     "download": Field(bool, False, "fetch and extract the official archive into "
                                    "root/cifar-10-batches-py when the files are missing "

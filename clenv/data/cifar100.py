@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.download import data_root, fetch_cifar, find_or_fetch
 from clenv.data.pool import Pool, limit_per_class
 from clenv.data.safe_pickle import load_dict, text
@@ -20,7 +20,7 @@ DOC = "CIFAR-100 python pickles (train, test, meta) in data.root or data.root/ci
       "download: true fetches them."
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, None, "folder holding cifar-100-python/ or its train, test and meta "
+    "root": Field(PATH, None, "folder holding cifar-100-python/ or its train, test and meta "
                              "files; null: $CLENV_DATA or ~/.cache/clenv/data", nullable=True),
     "download": Field(bool, False, "fetch and extract the official archive into "
                                    "root/cifar-100-python when the files are missing "

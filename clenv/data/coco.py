@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.pool import Pool
 from clenv.errors import DataError
 
@@ -21,7 +21,7 @@ DOC = ("MS-COCO multi-label (80 classes) from instances_*.json annotations and i
        "data.root.")
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, doc="folder holding the COCO annotations/ and image folders"),
+    "root": Field(PATH, doc="folder holding the COCO annotations/ and image folders"),
     "train_annotations": Field(str, "annotations/instances_train2014.json",
                                "train instances JSON, relative to root"),
     "test_annotations": Field(str, "annotations/instances_val2014.json",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.digits import DIGIT_NAMES
 from clenv.data.download import data_root, fetch_idx_family, missing_files
 from clenv.data.pool import Pool, check_fraction, limit_per_class, seeded_split
@@ -31,7 +31,7 @@ def idx_fields(what: str, folder: str) -> dict[str, Field]:
     """The parameters of an MNIST-format source (``what`` names it, ``folder`` is its
     torchvision subfolder)."""
     return {
-        "root": Field(str, None, f"folder holding the {what} IDX files (or their {folder}/raw "
+        "root": Field(PATH, None, f"folder holding the {what} IDX files (or their {folder}/raw "
                                  f"subfolder); null: $CLENV_DATA or ~/.cache/clenv/data",
                       nullable=True),
         "download": Field(bool, False, f"fetch the official {what} files into root/{folder}/raw "

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import PATH, Field, validate
 from clenv.data import (
     canvas,
     cifar10,
@@ -46,7 +46,7 @@ class DataSource:
     multi_label: bool = False
 
 
-TREE_FIELD = Field(str, None, "YAML or JSON file mapping each class name to its parent name "
+TREE_FIELD = Field(PATH, None, "YAML or JSON file mapping each class name to its parent name "
                               "(a label tree, replacing the source's own); null: keep the "
                               "source's tree", nullable=True)
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.cifar100_names import FINE_NAMES as CIFAR100_NAMES
 from clenv.data.pool import Pool
 from clenv.errors import DataError
@@ -49,10 +49,10 @@ MAX_POOL_BYTES = 8 * 2**30  # all images together (TinyImageNet's 110,000: 1.35 
 _ROOTS = ("train", "test", "val")
 
 FIELDS: dict[str, Field] = {
-    "path": Field(str, doc="the split files' stem (…_rand1) or one task file (…_task0.json)"),
+    "path": Field(PATH, doc="the split files' stem (…_rand1) or one task file (…_task0.json)"),
     "format": Field(str, doc="iblurry, rainbow or hle", choices=FORMATS),
-    "root": Field(str, doc="the dataset root holding train/<class>/<n>.png (and test/ or val/)"),
-    "test": Field(str, None, "a test list, or the stem of per-task test lists (default: the "
+    "root": Field(PATH, doc="the dataset root holding train/<class>/<n>.png (and test/ or val/)"),
+    "test": Field(PATH, None, "a test list, or the stem of per-task test lists (default: the "
                   "repository's naming beside the train lists)", nullable=True),
     "dataset": Field(str, "auto", "class set checked: cifar10, cifar100, tinyimagenet, or auto "
                      "(from the file name)", choices=DATASETS),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.digits import DIGIT_NAMES
 from clenv.data.download import data_root, fetch_svhn, find_or_fetch
 from clenv.data.pool import Pool, limit_per_class
@@ -21,7 +21,7 @@ DOC = "SVHN cropped digits (train_32x32.mat, test_32x32.mat) in data.root; downl
       "fetches them."
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, None, "folder holding train_32x32.mat and test_32x32.mat; null: "
+    "root": Field(PATH, None, "folder holding train_32x32.mat and test_32x32.mat; null: "
                              "$CLENV_DATA or ~/.cache/clenv/data", nullable=True),
     "download": Field(bool, False, "fetch the official train and test files into root when "
                                    "they are missing (md5-checked, cached)"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.pool import Pool, check_fraction, seeded_split
 from clenv.errors import DataError
 
@@ -23,7 +23,7 @@ NEEDS_ROOT = True
 DOC = "Your own arrays: a .npz file or a .pt dict with x, y and optional train, class_names."
 
 FIELDS: dict[str, Field] = {
-    "path": Field(str, doc="a .npz file or a .pt dict holding x, y [, train, class_names]"),
+    "path": Field(PATH, doc="a .npz file or a .pt dict holding x, y [, train, class_names]"),
     "seed": Field(int, 0, "random seed of the split when the file has no train mask"),
     "test_fraction": Field(float, 0.2, "share of each class held out for test when the file has "
                                        "no train mask, in (0, 1)"),

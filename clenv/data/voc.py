@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import Field
+from clenv.config.schema import PATH, Field
 from clenv.data.coco import check_root, read_images, subsample
 from clenv.data.pool import Pool
 from clenv.errors import DataError
@@ -23,7 +23,7 @@ VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "sheep", "sofa", "train", "tvmonitor"]
 
 FIELDS: dict[str, Field] = {
-    "root": Field(str, doc="folder holding VOC2007/ (or the VOC2007 folder itself)"),
+    "root": Field(PATH, doc="folder holding VOC2007/ (or the VOC2007 folder itself)"),
     "train_set": Field(str, "trainval", "ImageSets/Main list of the train images"),
     "test_set": Field(str, "test", "ImageSets/Main list of the test images"),
     "image_size": Field(int, 64, "images are resized to image_size x image_size RGB", min=1),

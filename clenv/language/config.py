@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import PATH, Field, validate
 from clenv.errors import ConfigError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -29,7 +29,7 @@ HEAD_FIELDS: dict[str, Field] = {
     "projection": Field(bool, None, "trainable linear projection g of the features (default: "
                                     "only when the feature and target sizes differ)",
                         nullable=True),
-    "cache_dir": Field(str, None, "where encoded targets are cached (default: $CLENV_CACHE, "
+    "cache_dir": Field(PATH, None, "where encoded targets are cached (default: $CLENV_CACHE, "
                                   "else ~/.cache/clenv)", nullable=True),
 }
 

@@ -52,13 +52,25 @@ per-level ``a_auc`` with 0 before a level's first class (HLE), ``cf1`` = mean pe
 
 
 def read_events(path: str | os.PathLike) -> list[dict]:
-    """Records of an events.jsonl file; a trailing partial line (a killed run) is dropped."""
+    """Records of an events.jsonl file; a trailing partial line (a killed run) is dropped; a
+    damaged line before it (broken JSON, NUL bytes, not an object) is a one-line UserError
+    naming the file and the line number."""
+    from clenv.errors import UserError
+
     events = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.endswith(b"\n"):
                 break
-            events.append(json.loads(line))
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                raise UserError(f"{path} line {n}: not a JSON record (damaged, e.g. by a disk "
+                                "or a second writer); the results folder cannot be read: run "
+                                "it again")
+            events.append(record)
     return events
 
 

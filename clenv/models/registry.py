@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import PATH, Field, validate
 from clenv.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ MODELS: dict[str, ModelEntry] = {
         "embed_dim": Field(int, 64, "token width", min=8),
         "depth": Field(int, 4, "transformer blocks", min=1),
         "num_heads": Field(int, 4, "attention heads", min=1),
-        "weights": Field(str, None, "a local state-dict file (.pt/.pth/.safetensors)"),
+        "weights": Field(PATH, None, "a local state-dict file (.pt/.pth/.safetensors)"),
         "pretrain": Field(dict, None, "pretrain on another data source first: {data, epochs, "
                           "lr, batch_size}"),
     }, "small timm ViT (optionally pretrained on a disjoint pool) with a linear head"),
@@ -44,4 +44,23 @@ def validate_model(section: dict | None, key: str = "model") -> dict:
         raise ConfigError(f"{key}.name", f"unknown model {name!r}",
                           f"expected one of: {', '.join(MODELS)}")
     params = {k: v for k, v in section.items() if k != "name"}
-    return {"name": name, **validate(params, MODELS[name].fields, key)}
+    out = {"name": name, **validate(params, MODELS[name].fields, key)}
+    if isinstance(out.get("pretrain"), dict):
+        out["pretrain"] = _pretrain_paths(out["pretrain"], f"{key}.pretrain")
+    return out
+
+
+def _pretrain_paths(pretrain: dict, key: str) -> dict:
+    """The pretraining data section (validated when the model is built) with its path fields
+    made absolute now, against the same folder as the rest of the config."""
+    from clenv.config.schema import resolve_path
+    from clenv.data.registry import SOURCES
+
+    data = pretrain.get("data")
+    source = SOURCES.get(data.get("source")) if isinstance(data, dict) else None
+    if source is None:
+        return pretrain
+    fixed = {k: resolve_path(v, f"{key}.data.{k}")
+             if source.fields.get(k) is not None and source.fields[k].kind == PATH
+             and isinstance(v, str) else v for k, v in data.items()}
+    return {**pretrain, "data": fixed}

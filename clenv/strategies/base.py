@@ -19,16 +19,34 @@ from clenv.models.build import build_model
 from clenv.models.multihead import MultiHead
 from clenv.strategies.spec import StrategySpec
 
+STREAM_FAMILIES = ("single_label", "hierarchical", "multi_label")
+
+
+def family_of(spec: StrategySpec) -> str:
+    """The problem family of a stream: single_label, hierarchical or multi_label."""
+    if spec.multi_label:
+        return "multi_label"
+    return "hierarchical" if spec.levels > 1 else "single_label"
+
 
 class Strategy:
-    """Base of every strategy. Subclasses set ``fields`` (their YAML parameters)."""
+    """Base of every strategy. Subclasses set ``fields`` (their YAML parameters) and
+    ``families`` (the stream families they support, Mammoth's COMPATIBILITY)."""
 
     fields: ClassVar[dict[str, Field]] = {}
+    families: ClassVar[tuple[str, ...]] = STREAM_FAMILIES
 
     def __init__(self, **params: Any) -> None:
         self.params = params
 
     def setup(self, spec: StrategySpec) -> None:
+        family = family_of(spec)
+        if family not in self.families:
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.name", f"{type(self).__name__} supports "
+                              f"{', '.join(self.families)} streams, not {family}",
+                              "choose a strategy for this scenario's family")
         self.spec = spec
 
     def predict(self, obs: dict) -> torch.Tensor:

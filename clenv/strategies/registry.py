@@ -134,7 +134,8 @@ def validate_strategy(section: dict, key: str = "strategy") -> dict:
     fields = dict(entry.fields)
     if not fields and ":" in entry.name:  # a user class without a schema: pass params through
         return dict(section)
-    plugins = {k: params.pop(k) for k in PLUGIN_KEYS if k in params}
+    # a strategy whose own fields name a plug-in key (multilane: schedule) keeps it
+    plugins = {k: params.pop(k) for k in PLUGIN_KEYS if k in params and k not in fields}
     out = {"name": entry.name, **validate(params, fields, key),
            **validate_plugins(entry.name, plugins, key)}
     if out.get("nesterov") and not out.get("momentum"):

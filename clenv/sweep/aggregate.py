@@ -51,7 +51,11 @@ def require_one_metrics_version(metrics_of: dict[str, dict]) -> None:
     side: metric names and conventions changed between versions (docs/metrics.md)."""
     first: dict[int, str] = {}
     for name, m in metrics_of.items():
-        first.setdefault(int(m.get("metrics_version", 1)), name)
+        v = m.get("metrics_version", 1) if isinstance(m, dict) else 1
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UserError(f"{name}: metrics.json has metrics_version {v!r}, expected an "
+                            "integer; the file is damaged: run it again")
+        first.setdefault(v, name)
     if len(first) > 1:
         seen = ", ".join(f"{name} has version {v}" for v, name in sorted(first.items()))
         raise UserError(f"metrics.json versions differ ({seen}): metric names and conventions "

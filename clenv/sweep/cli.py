@@ -20,6 +20,10 @@ def add_sweep_parser(sub) -> None:
     sw.add_argument("--workers", type=int, help="local: parallel runs (default: cores // "
                     "threads)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars, per-run lines or "
+                    "summary (errors still go to stderr)")
+    sw.add_argument("--force", action="store_true", help="write into a folder that holds "
+                    "files clenv did not write (only clenv's own files are replaced)")
 
 
 def add_compare_args(cp: argparse.ArgumentParser) -> None:
@@ -47,10 +51,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{r.id}  " + " ".join(f"{k}={v}" for k, v in r.params.items()))
         print(f"{len(sweep.runs)} runs; would write {out}")
         return 0
+    from clenv.progress import wants_progress
     from clenv.sweep.driver import run_sweep
 
+    quiet = getattr(args, "quiet", False)
     index = run_sweep(sweep, out, backend=args.backend, address=args.address,
-                      workers=args.workers)
+                      workers=args.workers, echo=(lambda *_: None) if quiet else print,
+                      progress=wants_progress(quiet), force=args.force)
     return 1 if any(e["status"] == "failed" for e in index["runs"]) else 0
 
 
@@ -68,10 +75,11 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_sweep(args: argparse.Namespace) -> int:
+    from clenv.cli import figure_out
     from clenv.sweep.plots import plot_sweep
 
     d = args.dirs[0]
-    out = Path(args.out) if args.out else Path(d) / "curves.png"
+    out = figure_out(args.out, Path(d) / "curves.png")
     plot_sweep(d, out)
     print(f"wrote {out}")
     return 0

@@ -6,6 +6,9 @@ Re-running the same sweep skips runs whose metrics.json is present and valid and
 others (from their checkpoint when ``output.checkpoint_every`` is set). A run that crashes is
 marked failed with its one-line error (the traceback is in its error.json) and the sweep goes
 on. Results files are all written atomically, so Ctrl-C leaves no half-written file.
+
+The sweep folder is locked for the sweep's life (a second sweep into it gets one line) and
+refused when it holds files clenv did not write, unless ``force`` (clenv.results).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+from clenv import results
 from clenv.atomic import write_json_atomic
 from clenv.errors import UserError
 from clenv.sweep.spec import Sweep
@@ -24,13 +28,24 @@ BACKENDS = ("local", "ray")
 
 def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
               address: str | None = None, workers: int | None = None,
-              echo=print) -> dict:
-    """Run every incomplete run of ``sweep`` into ``out``; return the final index."""
-    from clenv.sweep.backends import run_local, run_ray
-
+              echo=print, progress: bool = False, force: bool = False) -> dict:
+    """Run every incomplete run of ``sweep`` into ``out``; return the final index.
+    ``progress``: one bar of runs done, with an ETA (and each run's own bar when the local
+    backend runs one at a time); the per-run lines are then written above the bar."""
     if backend not in BACKENDS:
         raise UserError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     out = Path(out)
+    results.refuse_foreign(out, results.SWEEP_FILES, force)  # before the lock file
+    with results.FolderLock(out):
+        results.clean_temp(out)
+        return _run_sweep(sweep, out, backend=backend, address=address, workers=workers,
+                          echo=echo, progress=progress, force=force)
+
+
+def _run_sweep(sweep: Sweep, out: Path, *, backend: str, address: str | None,
+               workers: int | None, echo, progress: bool, force: bool) -> dict:
+    from clenv.sweep.backends import run_local, run_ray
+
     out.mkdir(parents=True, exist_ok=True)
     run_dirs = {r.id: out / "runs" / r.id for r in sweep.runs}
     index = sweep.index()
@@ -46,6 +61,13 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
          f"{len(todo)} to run ({backend})")
     t0 = time.perf_counter()
     finished = [0]
+    bar, say = None, echo
+    if progress and todo:
+        from clenv.progress import progress_bar
+
+        bar = progress_bar(len(todo), "run", f"sweep {sweep.name}", leave=True)
+        if echo is print:
+            say = bar.write  # per-run lines above the bar
 
     def on_result(run, result: dict) -> None:
         e = entries[run.id]
@@ -57,13 +79,20 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
                 if isinstance(result.get("final_accuracy"), float) else "")
         if result["status"] == "failed":
             what = f"FAILED: {result['error']}"
-        echo(f"[{finished[0]}/{len(todo)}] {run.id} {result['status']} {what} "
-             f"({time.perf_counter() - t0:.1f} s)")
+        say(f"[{finished[0]}/{len(todo)}] {run.id} {result['status']} {what} "
+            f"({time.perf_counter() - t0:.1f} s)")
+        if bar is not None:
+            bar.update(1)
 
-    if backend == "ray":
-        run_ray(todo, run_dirs, sweep.threads, sweep.resources, address, on_result)
-    else:
-        run_local(todo, run_dirs, sweep.threads, workers or sweep.workers, on_result)
+    try:
+        if backend == "ray":
+            run_ray(todo, run_dirs, sweep.threads, sweep.resources, address, on_result)
+        else:
+            run_local(todo, run_dirs, sweep.threads, workers or sweep.workers, on_result,
+                      force=force, run_bars=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     failed = [e["id"] for e in index["runs"] if e["status"] == "failed"]
     if sweep.select is not None:
         from clenv.sweep.select import write_selection
@@ -76,20 +105,38 @@ def run_sweep(sweep: Sweep, out: str | Path, *, backend: str = "local",
 
 def is_complete(run_dir: str | Path) -> bool:
     """True when ``run_dir/metrics.json`` exists and parses (it is written atomically, last)."""
-    try:
-        return isinstance(json.loads((Path(run_dir) / "metrics.json").read_text()), dict)
-    except (OSError, ValueError):
-        return False
+    return results.is_complete(run_dir)
 
 
 def read_index(d: str | Path) -> dict:
     """DIR/sweep.json, or a UserError naming the fix."""
     path = Path(d) / INDEX_NAME
     try:
-        return json.loads(path.read_text())
+        index = json.loads(path.read_text())
     except (OSError, ValueError):
         raise UserError(f"{d}: no readable {INDEX_NAME}; give a folder written by clenv "
                         "sweep") from None
+    check_index(index, path)
+    return index
+
+
+def check_index(index, path: Path) -> None:
+    """One line when sweep.json does not have the shape clenv sweep writes."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: {what}; the file is damaged or not written by clenv sweep: "
+                         "run the sweep again")
+
+    if not isinstance(index, dict):
+        raise bad(f"expected a JSON object, got a {type(index).__name__}")
+    for key, kind in (("runs", list), ("axes", dict), ("replicates", list)):
+        if not isinstance(index.get(key), kind):
+            raise bad(f"{key!r} is missing or not a {kind.__name__}")
+    for i, e in enumerate(index["runs"]):
+        if not (isinstance(e, dict) and isinstance(e.get("id"), str)
+                and isinstance(e.get("dir"), str) and isinstance(e.get("params"), dict)):
+            raise bad(f"runs[{i}] is not an object with id, dir and params")
+        if Path(e["dir"]).is_absolute() or ".." in Path(e["dir"]).parts:
+            raise bad(f"runs[{i}].dir {e['dir'][:60]!r} leaves the sweep folder")
 
 
 def is_sweep_dir(d: str | Path) -> bool:

@@ -1,12 +1,13 @@
 """Sweep files: a base config plus axes, expanded into runs with stable ids.
 
 A sweep YAML holds ``base`` (a config path, relative to the sweep file, or an inline mapping),
-optional ``set`` (fixed dotted-key overrides), the axes — ``strategies`` (presets or
-mappings), ``seeds`` (each sets ``seed`` and ``scenario.seed``, so every method sees the same
+optional ``set`` (fixed dotted-key overrides; relative paths in ``set`` and ``axes`` values join
+the sweep file's folder, those in the base file its own folder), the axes — ``strategies`` (presets
+or mappings), ``seeds`` (each sets ``seed`` and ``scenario.seed``, so every method sees the same
 streams per seed) and ``axes`` (dotted config key -> list of values) — the ``mode`` (grid: every
 combination; zip: the non-replicate axes zipped, crossed with the replicate axes), the
-``replicates`` (axes averaged over by ``clenv compare``; default ``[seed]``), ``threads`` per
-run, ``workers`` (local backend), ``resources`` (Ray backend) and an optional ``select`` (CL-legal
+``replicates`` (axes averaged over by ``clenv compare``; default ``[seed]``), ``threads`` per run,
+``workers`` (local backend), ``resources`` (Ray backend) and an optional ``select`` (CL-legal
 hyper-parameter selection, clenv.sweep.select). Every problem is one ConfigError naming the key.
 """
 
@@ -135,6 +136,13 @@ def _path_of(key: str, where: str) -> list:
     return parse_overrides([f"{key}="])[0][0]
 
 
+def _dotted_key(key: str) -> str:
+    """A sweep key (``a.b``, ``a[2].b`` or ``a.2.b``) in the form config validation names it."""
+    from clenv.config.loader import _dotted
+
+    return _dotted(_path_of(key, key))
+
+
 def load_sweep(source: str | os.PathLike | dict) -> Sweep:
     """Validate a sweep (file or mapping) and expand it into runs (each config resolved and
     validated, so a bad value fails before anything runs)."""
@@ -206,10 +214,13 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
         if select["on"] == "first_tasks" and select["k"] is None:
             raise ConfigError("select.k", "on: first_tasks needs k, the number of tasks",
                               "set select.k: 2 for example")
+    from clenv.results import check_folder_name
+
+    check_folder_name(s["name"] or name)  # it decides results/sweeps/<name>
     sweep = Sweep(name=s["name"] or name, path=path, axes=axes, replicates=replicates,
                   mode=s["mode"], threads=s["threads"], workers=s["workers"],
                   resources=resources, select=select)
-    sweep.runs = expand(sweep, base_raw, s["set"], base_dir)
+    sweep.runs = expand(sweep, base_raw, s["set"], base_dir, sweep_dir)
     if select is not None and select["on"] == "validation":
         for r in sweep.runs:
             if not r.config["scenario"].get("validation"):
@@ -251,10 +262,15 @@ def _where(params: dict) -> str:
     return ", ".join(f"{k}={show(v)}" for k, v in params.items())
 
 
-def expand(sweep: Sweep, base: dict, fixed: dict, base_dir: Path | None) -> list[RunSpec]:
-    """Resolve and validate the config of every axis assignment; assign ids."""
+def expand(sweep: Sweep, base: dict, fixed: dict, base_dir: Path | None,
+           sweep_dir: Path | None = None) -> list[RunSpec]:
+    """Resolve and validate the config of every axis assignment; assign ids. Relative paths
+    join ``base_dir`` (the base config's folder), those the sweep sets (``set``, axes) join
+    ``sweep_dir`` (None: the working directory)."""
     from clenv.config.loader import resolve_strategy
 
+    anchor = sweep_dir if sweep_dir is not None else Path.cwd()
+    anchors = {_dotted_key(k): anchor for k in [*fixed, *sweep.axes] if k != "seed"}
     runs: list[RunSpec] = []
     seen: dict[str, dict] = {}
     for params in combinations(sweep.axes, sweep.mode, sweep.replicates):
@@ -282,7 +298,7 @@ def expand(sweep: Sweep, base: dict, fixed: dict, base_dir: Path | None) -> list
         try:
             if isinstance(raw.get("strategy"), dict) and "preset" in raw["strategy"]:
                 raw["strategy"] = resolve_strategy(raw["strategy"], base_dir)
-            cfg = load_config(raw)
+            cfg = load_config(raw, base_dir=base_dir, path_anchors=anchors)
         except ConfigError as exc:
             raise ConfigError(f"run ({_where(params)})", str(exc)) from None
         rid = run_id(params, cfg)

@@ -1,4 +1,4 @@
-"""Statistics over seeds (../shared/EVIDENCE.md): mean ± sample std, and the paired difference
+"""Statistics over seeds (docs/evidence.md): mean ± sample std, and the paired difference
 to a baseline with its 95% Student-t confidence interval."""
 
 from __future__ import annotations
