@@ -107,7 +107,10 @@ def main() -> None:
              f"({len(jobs)} runs, {time.perf_counter() - t0:.0f} s on 2 CPU cores, "
              "torch threads 1 per run). Mean ± std over "
              f"{args.seeds} paired seeds (scenario seed = learner seed = 0..{args.seeds - 1}); "
-             "Δ is the paired difference to ER with its 95% t-interval, in accuracy points.", ""]
+             "Δ is the paired difference to ER with its 95% t-interval, in accuracy points. "
+             "A level's A_auc counts 0 at evaluations before any of its classes appeared and "
+             "averages every evaluation, as the HLE code does (metrics_version 2, "
+             "docs/metrics.md).", ""]
     for s in SCENARIOS:
         lines += [f"## {s}", "", *table(rows, s), ""]
     text = "\n".join(lines) + "\n"

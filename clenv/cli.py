@@ -17,8 +17,9 @@ from clenv.errors import EnvironmentFailure, UserError
 from clenv.progress import wants_progress
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
-                "fwt", "a_auc", "a_last", "online_accuracy", "intransigence", "map",
+                "fwt", "a_auc", "a_last", "f_last", "online_accuracy", "intransigence", "map",
                 "average_map", "cf1", "of1", "gcd_all", "gcd_old", "gcd_new", "novel_coverage")
+# metrics_version 2: "f_last" is the i-Blurry code's rule; "cf1" is MULTI-LANE's mean per-class F1
 
 
 EXIT_CODES = """exit status:
@@ -276,9 +277,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.baseline or args.sort or args.metrics or args.all or args.diff_metric:
         raise UserError("--baseline, --sort, --metrics, --diff-metric and --all apply to one "
                         "sweep folder (holding sweep.json); give the folder clenv sweep wrote")
+    from clenv.sweep.aggregate import require_one_metrics_version
+
+    loaded = {d: _metrics_of(d) for d in args.dirs}
+    require_one_metrics_version(loaded)
     rows = []
     for d in args.dirs:
-        m = _metrics_of(d)
+        m = loaded[d]
         wall = m.get("wall_time", {}).get("total") if isinstance(m.get("wall_time"),
                                                                  dict) else None
         rows.append([Path(d).name, str(m["name"]), *[_fmt(m.get(k)) for k in SUMMARY_KEYS],

@@ -3,8 +3,8 @@ least one seen class, scored on the seen classes only.
 
 Per evaluation the log keeps, per class: its average precision on those images (scikit-learn's
 non-interpolated AP; null for unseen classes or classes without a positive), its number of
-positives, and TP / FP / FN at the sigmoid threshold — enough for mAP, CF1, CF1-macro and OF1 as
-pure functions of the log.
+positives, and TP / FP / FN at the sigmoid threshold — enough for mAP, CF1 (MULTI-LANE's),
+CF1-PRS and OF1 as pure functions of the log.
 """
 
 from __future__ import annotations

@@ -292,7 +292,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
     start_record = {
-        "type": "start", "format": 2, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
+        "type": "start", "format": 3, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
         "generator": stream.generator, "n_classes": env.n_classes,
         "class_names": env.pool.class_names, "n_tasks": T, "n_domains": stream.n_domains,
         "columns": [np.asarray(c).tolist() for c in stream.columns],
@@ -368,7 +368,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         del probes[:resume.loop["probes_done"]]
         next_probe = probes[0][0] if probes else None
     tt = time.perf_counter()
-    terminated = False
+    terminated = end_served = False
     while not terminated:
         if exposed and started < next_task:
             strategy.on_task_start(next_task)
@@ -400,7 +400,16 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
             wall["train"] += time.perf_counter() - tt
             if exposed:
                 strategy.on_task_end(next_task)
-            record("task_end", row=next_task)
+            # one record per position (events format 3): the last task end at pos also serves
+            # as the anytime point due here, or as the one at the end of the stream
+            last_here = next_task + 1 == T or pos < task_ends[next_task + 1]
+            serves = last_here and bool(every) and (
+                terminated or (next_eval is not None and pos >= next_eval))
+            record("task_end", row=next_task,
+                   **({"kinds": ["task_end", "anytime"]} if serves else {}))
+            if serves:
+                next_eval = (pos // every + 1) * every
+                end_served = terminated
             next_task += 1
             tt = time.perf_counter()
         if next_eval is not None and pos >= next_eval:
@@ -418,7 +427,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
                 "next_task": next_task, "next_eval": next_eval, "started": started,
                 "probes_done": n_probes - len(probes)})
     wall["train"] += time.perf_counter() - tt
-    if every and env.position % every:  # A_last is the accuracy at the end of the stream
+    if every and env.position % every and not end_served:  # A_last: at the end of the stream
         record("anytime")
     if bar is not None:
         bar.update(env.position - bar.n)

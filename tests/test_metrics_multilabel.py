@@ -15,7 +15,7 @@ from clenv.metrics import (
     average_map,
     average_precision_per_class,
     cf1,
-    cf1_macro,
+    cf1_prs,
     f1_counts,
     map_forgetting,
     mean_average_precision,
@@ -187,18 +187,18 @@ def test_cf1_prs_literal() -> None:
     # precision: 3/4, 0/0 -> 0, 1/4 -> CP = (0.75 + 0 + 0.25) / 3 = 1/3
     # recall:    3/3, 0/2,      1/2 -> CR = (1 + 0 + 0.5) / 3 = 1/2
     # CF1 = 2 * 1/3 * 1/2 / (1/3 + 1/2) = (1/3) / (5/6) = 2/5
-    assert cf1(TP, FP, FN) == pytest.approx(0.4)
+    assert cf1_prs(TP, FP, FN) == pytest.approx(0.4)
     # classes {0, 2}: CP = (0.75 + 0.25) / 2 = 0.5, CR = (1 + 0.5) / 2 = 0.75
     # CF1 = 2 * 0.5 * 0.75 / 1.25 = 0.6
-    assert cf1(TP, FP, FN, classes=[0, 2]) == pytest.approx(0.6)
+    assert cf1_prs(TP, FP, FN, classes=[0, 2]) == pytest.approx(0.6)
 
 
-def test_cf1_macro_literal() -> None:
+def test_cf1_literal() -> None:
     # F1_c = 2TP / (2TP + FP + FN): 6/(6+1+0) = 6/7; 0/(0+0+2) = 0; 2/(2+3+1) = 1/3
     # mean = (6/7 + 0 + 1/3) / 3 = (18/21 + 7/21) / 3 = 25/63
-    assert cf1_macro(TP, FP, FN) == pytest.approx(25.0 / 63.0)
+    assert cf1(TP, FP, FN) == pytest.approx(25.0 / 63.0)
     # classes {0, 2}: (6/7 + 1/3) / 2 = 25/42
-    assert cf1_macro(TP, FP, FN, classes=[0, 2]) == pytest.approx(25.0 / 42.0)
+    assert cf1(TP, FP, FN, classes=[0, 2]) == pytest.approx(25.0 / 42.0)
 
 
 def test_of1_literal() -> None:
@@ -215,21 +215,21 @@ def test_prs_cf1_differs_from_macro_cf1() -> None:
     # PRS: CP = CR = (1 + 0.1) / 2 = 0.55 -> CF1 = 2 * 0.55 * 0.55 / 1.1 = 0.55
     # macro: F1_0 = F1_1 = 2 / (2 + 0 + 9) = 2/11 -> mean 2/11 = 0.1818...
     tp, fp, fn = [1, 1], [0, 9], [9, 0]
-    assert cf1(tp, fp, fn) == pytest.approx(0.55)
-    assert cf1_macro(tp, fp, fn) == pytest.approx(2.0 / 11.0)
+    assert cf1_prs(tp, fp, fn) == pytest.approx(0.55)
+    assert cf1(tp, fp, fn) == pytest.approx(2.0 / 11.0)
     # pooled: TP 2, FP 9, FN 9 -> OP = OR = 2/11 -> OF1 = 2/11
     assert of1(tp, fp, fn) == pytest.approx(2.0 / 11.0)
 
 
 def test_zero_division_and_empty_selection() -> None:
     # nothing predicted, nothing true: every ratio is 0/0 -> 0
+    assert cf1_prs([0, 0], [0, 0], [0, 0]) == 0.0
     assert cf1([0, 0], [0, 0], [0, 0]) == 0.0
-    assert cf1_macro([0, 0], [0, 0], [0, 0]) == 0.0
     assert of1([0, 0], [0, 0], [0, 0]) == 0.0
     # only misses: CP = 0 (0/0), CR = 0 -> 0
-    assert cf1([0], [0], [5]) == 0.0
+    assert cf1_prs([0], [0], [5]) == 0.0
     assert of1([0], [0], [5]) == 0.0
-    for f in (cf1, cf1_macro, of1):
+    for f in (cf1_prs, cf1, of1):
         assert f(TP, FP, FN, classes=[]) is None
 
 
@@ -245,7 +245,7 @@ def test_f1_variants_match_sklearn(seed: int) -> None:
     tp, fp, fn = f1_counts(y, pred)
     macro = f1_score(y, pred, average="macro", zero_division=0)
     micro = f1_score(y, pred, average="micro", zero_division=0)
-    assert cf1_macro(tp, fp, fn) == pytest.approx(macro, abs=1e-12)
+    assert cf1(tp, fp, fn) == pytest.approx(macro, abs=1e-12)
     assert of1(tp, fp, fn) == pytest.approx(micro, abs=1e-12)
 
 
@@ -292,17 +292,17 @@ def test_value_errors() -> None:
     with pytest.raises(ValueError):
         sample_f1(y, np.zeros((2, 1)))
     with pytest.raises(ValueError):
-        cf1([1, 2], [0, 0], [0])  # counts of different lengths
+        cf1_prs([1, 2], [0, 0], [0])  # counts of different lengths
     with pytest.raises(ValueError):
         of1([1, -1], [0, 0], [0, 0])  # negative count
     with pytest.raises(ValueError):
-        cf1_macro([1.5], [0], [0])  # non-integer count
+        cf1([1.5], [0], [0])  # non-integer count
     with pytest.raises(ValueError):
-        cf1(TP, FP, FN, classes=[3])  # out of range
+        cf1_prs(TP, FP, FN, classes=[3])  # out of range
     with pytest.raises(ValueError):
         of1(TP, FP, FN, classes=[0, 0])  # repeated
     with pytest.raises(ValueError):
-        cf1_macro(TP, FP, FN, classes=[True, False])  # booleans are not indices
+        cf1(TP, FP, FN, classes=[True, False])  # booleans are not indices
     with pytest.raises(ValueError):
         mean_average_precision([[0.5]])
     with pytest.raises(ValueError):
@@ -310,7 +310,7 @@ def test_value_errors() -> None:
 
 
 def test_registry_entries() -> None:
-    for name in ("map", "average_map", "cf1", "cf1_macro", "of1", "map_forgetting"):
+    for name in ("map", "average_map", "cf1_prs", "cf1", "of1", "map_forgetting"):
         assert name in METRICS
         assert isinstance(METRICS[name], str) and METRICS[name] and "\n" not in METRICS[name]
 

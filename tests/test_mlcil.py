@@ -35,7 +35,7 @@ DATA = {"source": "canvas", "seed": 0, "canvas": 16, "glyph_scale": 1, "objects"
         "n_classes": 6, "train_size": 300, "test_size": 100}
 TINY_VIT = {"name": "vit", "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 4}
 MLP = {"name": "mlp", "hidden": [16]}
-ML_KEYS = {"map", "average_map", "cf1", "cf1_macro", "of1", "map_matrix", "map_forgetting",
+ML_KEYS = {"map", "average_map", "cf1", "cf1_prs", "of1", "map_matrix", "map_forgetting",
            "online_f1"}
 
 
@@ -389,7 +389,7 @@ def test_oracle_run_scores_one(canvas: Pool, tmp_path: Path) -> None:
     cfg = config(strategy={"name": "tests.test_mlcil:Oracle", "data": DATA})
     m = Run(cfg, canvas).execute(tmp_path)
     assert m["map"] == m["average_map"] == 1.0
-    assert m["cf1"] == m["cf1_macro"] == m["of1"] == 1.0
+    assert m["cf1"] == m["cf1_prs"] == m["of1"] == 1.0
     assert m["map_forgetting"] == 0.0
     assert m["online_f1"] == 1.0  # it also predicts the hidden labels: no penalty
 
@@ -420,7 +420,7 @@ def test_metrics_json_and_map_from_events(canvas: Pool, tmp_path: Path) -> None:
             ap = [e["counts"]["ap"][c] for c in (2 * j, 2 * j + 1)]
             ap = [a for a in ap if a is not None]
             assert m["map_matrix"][i][j] == pytest.approx(np.mean(ap) if ap else 0.0)
-    for k in ("cf1", "cf1_macro", "of1", "online_f1", "map_forgetting"):
+    for k in ("cf1", "cf1_prs", "of1", "online_f1", "map_forgetting"):
         assert 0.0 <= m[k] <= 1.0
 
 

@@ -51,7 +51,9 @@ def test_metrics_json_recomputed_from_events(small_cfg, tmp_path):
     aware = [[_acc(r["counts"], "aware", classes[j]) for j in range(T)] for r in rows]
     assert np.allclose(aware, on_disk["accuracy_matrix_task_aware"])
     assert np.all(np.array(aware) >= np.array(R) - 1e-12)  # fewer competitors, never worse
-    anytime = [e for e in events if e.get("kind") == "anytime"]
+    # events format 3: a task end at an anytime point is one record serving both
+    anytime = [e for e in events if e.get("kind") == "anytime"
+               or "anytime" in e.get("kinds", ())]
     accs = [_acc(e["counts"], "agnostic", e["seen"]) for e in anytime]
     assert on_disk["a_auc"] == pytest.approx(sum(accs) / len(accs))
     assert on_disk["a_last"] == pytest.approx(accs[-1])
@@ -182,3 +184,31 @@ def test_evaluator_never_credits_fully_masked_rows(small_cfg):
     # argmax over all -inf would say class 0 for every row; that must not count as correct
     assert counts["agnostic"] == counts["aware"] == counts["fwt_base"] == [0] * 6
     assert sum(counts["total"]) == 6 * 20
+
+
+@pytest.mark.parametrize("every", [40, 50])
+def test_one_evaluation_record_per_position(small_cfg, every):
+    """Events format 3: a task end that is also an anytime point (or the stream end) is one
+    record serving both; the same model is never evaluated twice at one position. With 360
+    stream samples and task ends at 120, 240, 360: every=40 puts all three task ends on
+    anytime points; every=50 puts only the stream end there (360 is not a multiple of 50)."""
+    from clenv.events import EventLog
+    from clenv.metrics.summary import is_anytime
+
+    c = json.loads(json.dumps(small_cfg))
+    c["eval"]["every"] = every
+    r = Run(load_config(c))
+    log = EventLog(None)
+    from clenv.runner import episode, make_strategy
+
+    episode(r.cfg, r.env, make_strategy(r.cfg["strategy"]), log, {})
+    evals = [e for e in log.records if e["type"] == "eval" and e["kind"] != "init"]
+    positions = [e["samples"] for e in evals]
+    assert len(positions) == len(set(positions))  # one record per position
+    assert log.records[0]["format"] == 3
+    L = log.records[0]["stream_length"]
+    assert L == 360 and log.records[0]["task_ends"] == [120, 240, 360]
+    anytime = [e["samples"] for e in evals if is_anytime(e)]
+    assert anytime == sorted({*range(every, L, every), L})
+    both = [e["samples"] for e in evals if e["kind"] == "task_end" and is_anytime(e)]
+    assert both == ([120, 240, 360] if every == 40 else [360])

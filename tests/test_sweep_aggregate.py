@@ -106,6 +106,33 @@ def test_compare_errors_are_one_line(two_strategies, capsys, args, part):
     assert "\n" not in err and part in err
 
 
+def test_compare_refuses_mixed_metrics_versions(tmp_path, capsys):
+    """metrics_version 2 renamed cf1 (PRS's -> MULTI-LANE's) and changed f_last: a sweep or a
+    set of folders mixing versions (absent = 1) is refused with one line, exit 2."""
+    runs = [({"strategy": "a", "seed": 0}, {"final_accuracy": 0.5, "cf1": 0.4}),
+            ({"strategy": "a", "seed": 1}, {"final_accuracy": 0.6, "cf1": 0.3,
+                                            "metrics_version": 2})]
+    d = fake_sweep(tmp_path / "sweep", {"strategy": ["a"], "seed": [0, 1]}, runs)
+    assert main(["compare", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "versions differ" in err and "version 1" in err
+    assert not (d / "summary.csv").exists()
+    folders = []
+    for i, extra in enumerate(({}, {"metrics_version": 2})):
+        f = tmp_path / f"run{i}"
+        f.mkdir()
+        (f / "metrics.json").write_text(json.dumps({"name": f"r{i}", "cf1": 0.5, **extra}))
+        folders.append(str(f))
+    assert main(["compare", *folders]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "versions differ" in err
+    # one version: compared as usual
+    (tmp_path / "run0" / "metrics.json").write_text(json.dumps(
+        {"name": "r0", "cf1": 0.5, "metrics_version": 2}))
+    assert main(["compare", *folders]) == 0
+    assert "0.5000" in capsys.readouterr().out
+
+
 def _lr_sweep(d: Path, select: dict) -> Path:
     # validation prefers lr 0.1 (mean 0.75 vs 0.65); the test set would prefer lr 0.01
     val = {0.01: [0.6, 0.7], 0.1: [0.8, 0.7]}

@@ -41,7 +41,7 @@ from clenv.metrics.multilabel import (
     average_map,
     average_precision_per_class,
     cf1,
-    cf1_macro,
+    cf1_prs,
     f1_counts,
     map_forgetting,
     mean_average_precision,
@@ -73,8 +73,9 @@ METRICS: dict[str, str] = {
     "online_accuracy": "test-then-train accuracy on first-exposure stream samples",
     "old_class_accuracy": "sample-weighted accuracy on classes from earlier tasks",
     "new_class_accuracy": "sample-weighted accuracy on classes of the current task",
-    "f_last": "class-wise forgetting at the end of a stream, mean over units of the best "
-    "earlier accuracy minus the last one (Koh et al. 2022)",
+    "f_last": "class-wise forgetting, mean over classes with a best earlier task-end accuracy > 0 "
+    "of that best minus the last task-end accuracy (Koh et al. 2022, i-Blurry code)",
+    "f_last_anytime": "f_last over every evaluation (anytime and task end), one per position",
     "concept_forgetting": "mean drop from the best accuracy since a concept was first trained "
     "to the final one, over the columns of a rectangular R",
     "forward_transfer": "related pairs A -> B: accuracy on B after k samples of B, learner minus "
@@ -85,9 +86,9 @@ METRICS: dict[str, str] = {
     "map": "multi-label mean non-interpolated average precision over seen classes with at least "
     "one positive",
     "average_map": "multi-label mean over task ends of the mAP on seen classes (MULTI-LANE's Avg)",
-    "cf1": "multi-label 2*CP*CR/(CP+CR) from per-class mean precision CP and recall CR at "
+    "cf1": "multi-label mean per-class F1 at sigmoid > 0.8 (MULTI-LANE's CF1)",
+    "cf1_prs": "multi-label 2*CP*CR/(CP+CR) from per-class mean precision CP and recall CR at "
     "sigmoid > 0.8 (Kim et al. 2020, PRS)",
-    "cf1_macro": "multi-label mean per-class F1 at sigmoid > 0.8 (MULTI-LANE's CF1)",
     "of1": "multi-label F1 from TP, FP, FN pooled over seen classes at sigmoid > 0.8",
     "map_forgetting": "average forgetting on the per-task mAP matrix, M[i][j] = mAP on task j's "
     "classes after task i",
@@ -133,7 +134,7 @@ __all__ = [
     "predict_at_threshold",
     "f1_counts",
     "cf1",
-    "cf1_macro",
+    "cf1_prs",
     "of1",
     "sample_f1",
 ]

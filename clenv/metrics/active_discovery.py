@@ -70,8 +70,11 @@ def summarize_agcd(records: list[dict]) -> dict:
     per_round = start["budget"]
     over = [f"round {r}: {len(q['labels'])} labels > budget {per_round}"
             for r, q in sorted(queries.items()) if len(q["labels"]) > per_round]
+    from clenv.metrics.summary import METRICS_VERSION
+
     out = {
-        "name": start["name"], "generator": "agcd", "strategy": start["strategy"],
+        "name": start["name"], "metrics_version": METRICS_VERSION, "generator": "agcd",
+        "strategy": start["strategy"],
         "learner": start["learner"], "query": start["query"],
         "complete": end is not None and len(rounds) == start["rounds"] + 1,
         "rounds": start["rounds"], "budget_per_round": per_round,

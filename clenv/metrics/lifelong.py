@@ -76,45 +76,40 @@ def _rows(R: ArrayLike, first_row: Sequence[int | None]) -> tuple[np.ndarray, li
 
 
 def f_last(unit_accuracies: ArrayLike) -> float | None:
-    """Class-wise forgetting at the end of the stream (F_last).
+    """Class-wise forgetting at the end of the stream (F_last), as the i-Blurry code computes it.
 
     Formula::
 
         F_last = mean_{u in Q} ( max_{n < N-1} acc[n, u] - acc[N-1, u] )
 
-        Q = { u : acc[N-1, u] is measured and acc[n, u] is measured for some n < N-1 }
+        Q = { u : max_{n < N-1} acc[n, u] > 0 and acc[N-1, u] is measured }
 
     ``unit_accuracies`` has shape ``(N, U)``: ``acc[n, u]`` is the accuracy of unit ``u`` (a
     class, or a (class, domain) pair) at evaluation ``n`` in stream order, nan where the unit
-    was not measured (not seen yet, or no test samples). The max runs over the measured
-    evaluations *before* the last one; the last evaluation is never part of the max, so a unit
-    that improves at the end contributes a negative term. Units not measured at the last
-    evaluation, or measured only there, are skipped. ``None`` when ``N < 2`` or no unit
-    qualifies.
+    was not measured (not seen yet, or no test samples). clenv's ``f_last`` passes the
+    task-end rows (one per task end, each model evaluated once); ``f_last_anytime`` passes
+    every evaluation in stream order, one per position. The max runs over the measured rows
+    *before* the last one, so a unit that improves at the end gives a negative term. A unit
+    whose best earlier accuracy is 0 (or never measured) is skipped, as in the official code
+    (``if max(cls_acc[:-1, j]) > 0``). ``None`` when ``N < 2`` or no unit qualifies.
 
     Source: Koh et al., "Online Continual Learning on Class Incremental Blurry Task
-    Configuration with Anytime Inference" (i-Blurry / CLIB), ICLR 2022 (F_last, forgetting
-    measured per class); the best-earlier-minus-final term is that of Chaudhry et al.,
-    "Riemannian Walk for Incremental Learning", ECCV 2018.
+    Configuration with Anytime Inference" (i-Blurry / CLIB), ICLR 2022; naver-ai/i-Blurry
+    ``main.py`` (end of ``main``).
     """
     acc = _matrix(unit_accuracies, "unit_accuracies")
     N = acc.shape[0]
-    if N < 2:
+    if N < 2 or acc.shape[1] == 0:
         return None
-    last = acc[N - 1]
     earlier = acc[: N - 1]
-    terms: list[float] = []
-    for u in range(acc.shape[1]):
-        if math.isnan(last[u]):
-            continue
-        col = earlier[:, u]
-        col = col[~np.isnan(col)]
-        if col.size == 0:
-            continue
-        terms.append(float(np.max(col) - last[u]))
-    if not terms:
+    measured = ~np.isnan(earlier).all(axis=0)
+    best = np.full(acc.shape[1], np.nan)
+    best[measured] = np.nanmax(earlier[:, measured], axis=0)
+    last = acc[N - 1]
+    keep = measured & (np.nan_to_num(best, nan=0.0) > 0) & ~np.isnan(last)
+    if not keep.any():
         return None
-    return float(np.mean(terms))
+    return float(np.mean(best[keep] - last[keep]))
 
 
 def concept_forgetting(R: ArrayLike, first_row: Sequence[int | None]) -> float | None:

@@ -38,7 +38,7 @@ __all__ = [
     "predict_at_threshold",
     "f1_counts",
     "cf1",
-    "cf1_macro",
+    "cf1_prs",
     "of1",
     "sample_f1",
 ]
@@ -310,17 +310,44 @@ def f1_counts(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndar
 def cf1(
     tp: ArrayLike, fp: ArrayLike, fn: ArrayLike, classes: Sequence[int] | np.ndarray | None = None
 ) -> float | None:
-    """Per-class F1 in the PRS convention: the harmonic mean of the mean precision and the mean
-    recall.
+    """CF1 as MULTI-LANE computes it: the mean over classes of each class's F1 (macro F1).
+
+    Formula (``c`` over ``classes``)::
+
+        F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)    (0 when the denominator is 0)
+        CF1 = mean_c F1_c
+
+    ``None`` when ``classes`` is empty.
+
+    Raises:
+        ValueError: if the counts are not one-dimensional non-negative integers of one length,
+            or ``classes`` holds an index out of range or a repeated one.
+
+    Source: MULTI-LANE (De Min et al., CoLLAs 2024), code ``tdemin16/multi-lane``,
+    ``multi_lane/utils.py`` (``f1_score_per_class``: the mean of per-class F1, zero_division 0).
+    """
+    t, f_p, f_n = _counts(tp, fp, fn)
+    idx = _class_index(classes, t.shape[0])
+    if idx.size == 0:
+        return None
+    t, f_p, f_n = t[idx], f_p[idx], f_n[idx]
+    return float(np.mean(_ratio(2.0 * t, 2.0 * t + f_p + f_n)))
+
+
+def cf1_prs(
+    tp: ArrayLike, fp: ArrayLike, fn: ArrayLike, classes: Sequence[int] | np.ndarray | None = None
+) -> float | None:
+    """CF1 in the PRS convention: the harmonic mean of the mean precision and the mean recall
+    (``cf1_prs`` in metrics.json).
 
     Formula (``c`` over ``classes``, each ratio 0 when its denominator is 0)::
 
         CP  = mean_c TP_c / (TP_c + FP_c)
         CR  = mean_c TP_c / (TP_c + FN_c)
-        CF1 = 2 * CP * CR / (CP + CR)          (0 when CP + CR = 0)
+        CF1_PRS = 2 * CP * CR / (CP + CR)      (0 when CP + CR = 0)
 
-    This is not the mean of per-class F1 (see :func:`cf1_macro`). ``None`` when ``classes``
-    is empty.
+    This is not the mean of per-class F1 (see :func:`cf1`, MULTI-LANE's CF1). ``None`` when
+    ``classes`` is empty.
 
     Raises:
         ValueError: if the counts are not one-dimensional non-negative integers of one length,
@@ -337,32 +364,6 @@ def cf1(
     cp = float(np.mean(_ratio(t, t + f_p)))
     cr = float(np.mean(_ratio(t, t + f_n)))
     return 0.0 if cp + cr == 0 else 2.0 * cp * cr / (cp + cr)
-
-
-def cf1_macro(
-    tp: ArrayLike, fp: ArrayLike, fn: ArrayLike, classes: Sequence[int] | np.ndarray | None = None
-) -> float | None:
-    """Macro F1: the mean over classes of each class's F1 (MULTI-LANE's CF1).
-
-    Formula (``c`` over ``classes``)::
-
-        F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)    (0 when the denominator is 0)
-        CF1_macro = mean_c F1_c
-
-    ``None`` when ``classes`` is empty.
-
-    Raises:
-        ValueError: as :func:`cf1`.
-
-    Source: MULTI-LANE (De Min et al., CoLLAs 2024, code ``tdemin16/multi-lane``), whose CF1 is
-    the mean per-class F1.
-    """
-    t, f_p, f_n = _counts(tp, fp, fn)
-    idx = _class_index(classes, t.shape[0])
-    if idx.size == 0:
-        return None
-    t, f_p, f_n = t[idx], f_p[idx], f_n[idx]
-    return float(np.mean(_ratio(2.0 * t, 2.0 * t + f_p + f_n)))
 
 
 def of1(

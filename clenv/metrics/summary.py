@@ -38,11 +38,17 @@ from clenv.metrics.lifelong import (
 from clenv.metrics.multilabel import (
     average_map,
     cf1,
-    cf1_macro,
+    cf1_prs,
     map_forgetting,
     mean_average_precision,
     of1,
 )
+
+METRICS_VERSION = 2
+"""Version of metrics.json's names and conventions (absent in a file means 1). Version 2:
+``f_last`` from task-end rows (the i-Blurry code's rule, anytime variant ``f_last_anytime``),
+per-level ``a_auc`` with 0 before a level's first class (HLE), ``cf1`` = mean per-class F1
+(MULTI-LANE) and ``cf1_prs`` = PRS's CF1."""
 
 
 def read_events(path: str | os.PathLike) -> list[dict]:
@@ -66,6 +72,37 @@ def read_events(path: str | os.PathLike) -> list[dict]:
                                 "it again")
             events.append(record)
     return events
+
+
+def is_anytime(ev: dict) -> bool:
+    """True for an evaluation that serves as an anytime point: kind "anytime", or (events
+    format 3) a task-end record whose ``kinds`` list also names "anytime"."""
+    return ev["kind"] == "anytime" or "anytime" in ev.get("kinds", ())
+
+
+def anytime_view(ev: dict) -> dict:
+    """The record as an anytime evaluation sees it: a task-end record evaluated every test row,
+    so its per-unit counts of units not yet seen are zeroed (an anytime evaluation scores only
+    seen units' rows). Anytime records and multi-label records (seen rows only) pass as is."""
+    counts = ev["counts"]
+    if ev["kind"] == "anytime" or "total" not in counts:
+        return ev
+    U = len(counts["total"])
+    seen = np.zeros(U, dtype=bool)
+    seen[np.asarray(ev["seen"], dtype=np.int64)] = True
+    masked = {k: (np.where(seen, v, 0).tolist() if isinstance(v, list) and len(v) == U else v)
+              for k, v in counts.items()}
+    return {**ev, "counts": masked}
+
+
+def one_per_position(evals: list[dict]) -> list[dict]:
+    """Anytime and task-end evaluations in stream order, one per position (the last one there:
+    the task-end record, after any task hook). A format-2 log wrote a separate anytime row of
+    the same model at a task end; that duplicate is dropped here."""
+    timeline = sorted((e for e in evals if e["kind"] in ("anytime", "task_end")),
+                      key=lambda e: (e["samples"], e["kind"] == "task_end"))
+    return [e for n, e in enumerate(timeline)
+            if n + 1 == len(timeline) or timeline[n + 1]["samples"] != e["samples"]]
 
 
 def _acc(counts: dict, key: str, classes) -> float:
@@ -104,10 +141,11 @@ def summarize(events: list[dict]) -> dict:
     evals = [e for e in events if e["type"] == "eval"]
     rows = sorted((e for e in evals if e["kind"] == "task_end"), key=lambda e: e["row"])
     init = next(e for e in evals if e["kind"] == "init")
-    anytime = [e for e in evals if e["kind"] == "anytime"]
+    anytime = [anytime_view(e) for e in evals if is_anytime(e)]
     complete = len(rows) == T and end is not None
-    out: dict = {"name": start["name"], "complete": complete, "n_tasks": T,
-                 "stream_length": start["stream_length"], "columns": start["column_names"]}
+    out: dict = {"name": start["name"], "metrics_version": METRICS_VERSION, "complete": complete,
+                 "n_tasks": T, "stream_length": start["stream_length"],
+                 "columns": start["column_names"]}
 
     R = [[_acc(r["counts"], "agnostic", columns[j]) for j in range(J)] for r in rows]
     out["accuracy_matrix"] = R
@@ -173,9 +211,10 @@ def summarize(events: list[dict]) -> dict:
         out["min_acc"] = min_acc(positions, task_acc, task_ends)
         if complete and (T == 1 or out["min_acc"] is not None):
             out["wc_acc"] = wc_acc(out["min_acc"], R[T - 1][T - 1], T)
-    timeline = sorted((e for e in evals if e["kind"] in ("anytime", "task_end")),
-                      key=lambda e: (e["samples"], e["kind"] == "task_end"))
-    out["f_last"] = f_last(np.array([_unit_acc(e) for e in timeline])) if timeline else None
+    timeline = one_per_position(evals)
+    out["f_last"] = f_last(np.array([_unit_acc(e) for e in rows])) if rows else None
+    out["f_last_anytime"] = (f_last(np.array([_unit_acc(e) for e in timeline])) if timeline
+                             else None)
 
     old_new = []
     for r in rows:
@@ -206,7 +245,10 @@ def _per_level(start: dict, evals: list[dict], rows: list[dict], timeline: list[
                anytime: list[dict]) -> list[dict]:
     """Per label level (HLE): A_auc, A_last, F_last and final accuracy on seen classes, the
     coarse accuracy that also credits the parent of the finer prediction, the coarse-head-only
-    accuracy and the hierarchy-consistency rate."""
+    accuracy and the hierarchy-consistency rate. As in the HLE code (``er_baseline.py``,
+    ``get_avg_res``), a level's accuracy is 0 at evaluations before any of its classes has
+    appeared and A_auc averages every evaluation; ``a_auc_after_appearance`` drops those
+    points instead."""
     out = []
     sizes, offsets = start["level_sizes"], start["level_offsets"]
     for lv, (size, off) in enumerate(zip(sizes, offsets, strict=True)):
@@ -216,14 +258,17 @@ def _per_level(start: dict, evals: list[dict], rows: list[dict], timeline: list[
             seen = np.intersect1d(np.asarray(e["seen"], dtype=np.int64), units)
             return rate(e["counts"][key], e["counts"]["total"], seen) if len(seen) else None
 
-        acc = [seen_rate(e, "agnostic") for e in anytime]
-        acc = [v for v in acc if v is not None]
-        sup = [v for v in (seen_rate(e, "sup") for e in anytime) if v is not None]
+        measured = [seen_rate(e, "agnostic") for e in anytime]
+        acc = [0.0 if v is None else v for v in measured]
+        sup = [0.0 if v is None else v for v in (seen_rate(e, "sup") for e in anytime)]
         con = [v for v in (seen_rate(e, "consistent") for e in anytime) if v is not None]
-        unit_acc = np.array([_unit_acc(e)[units] for e in timeline]) if timeline else None
+        row_acc = np.array([_unit_acc(e)[units] for e in rows]) if rows else None
+        any_acc = np.array([_unit_acc(e)[units] for e in timeline]) if timeline else None
         last = rows[-1] if rows else None
         rec = {"level": lv, "classes": size, "a_auc": a_auc(acc), "a_last": a_last(acc),
-               "f_last": f_last(unit_acc) if unit_acc is not None else None,
+               "a_auc_after_appearance": a_auc([v for v in measured if v is not None]),
+               "f_last": f_last(row_acc) if row_acc is not None else None,
+               "f_last_anytime": f_last(any_acc) if any_acc is not None else None,
                "final_accuracy": seen_rate(last, "agnostic") if last else None}
         if lv < len(sizes) - 1:
             rec.update({"a_auc_with_finer": a_auc(sup), "a_last_with_finer": a_last(sup),
@@ -289,18 +334,20 @@ def _seen_map(ev: dict) -> float | None:
 
 def summarize_multilabel(events: list[dict]) -> dict:
     """Multi-label runs (MLCIL): mAP over seen classes with a positive, average and last mAP,
-    the per-task mAP matrix and its forgetting, CF1 / CF1-macro / OF1 at the threshold."""
+    the per-task mAP matrix and its forgetting, CF1 (MULTI-LANE) / CF1-PRS / OF1 at the
+    threshold."""
     start = next(e for e in events if e["type"] == "start")
     end = next((e for e in events if e["type"] == "end"), None)
     T = start["n_tasks"]
     columns = [np.asarray(c, dtype=np.int64) for c in start["columns"]]
     evals = [e for e in events if e["type"] == "eval"]
     rows = sorted((e for e in evals if e["kind"] == "task_end"), key=lambda e: e["row"])
-    anytime = [e for e in evals if e["kind"] == "anytime"]
+    anytime = [e for e in evals if is_anytime(e)]
     complete = len(rows) == T and end is not None
     M = [[(mean_average_precision(_ap(r), columns[j]) or 0.0) for j in range(T)] for r in rows]
     maps = [v for v in map(_seen_map, rows) if v is not None]
-    out: dict = {"name": start["name"], "complete": complete, "n_tasks": T,
+    out: dict = {"name": start["name"], "metrics_version": METRICS_VERSION,
+                 "complete": complete, "n_tasks": T,
                  "stream_length": start["stream_length"], "columns": start["column_names"],
                  "multi_label": True, "threshold": start.get("threshold"),
                  "accuracy_matrix": M, "map_matrix": M, "map_per_task_end": maps,
@@ -308,14 +355,14 @@ def summarize_multilabel(events: list[dict]) -> dict:
                  "average_map": average_map(maps) if complete and maps else None,
                  "map_forgetting": map_forgetting(M) if complete else None}
     out["last_map"] = out["map"]
-    for key in ("cf1", "cf1_macro", "of1"):
+    for key in ("cf1", "cf1_prs", "of1"):
         out[key] = None
     if complete and rows:
         last = rows[-1]["counts"]
         seen = np.asarray(rows[-1]["seen"], dtype=np.int64)
         tp, fp, fn = (np.asarray(last[k]) for k in ("tp", "fp", "fn"))
         out["cf1"] = cf1(tp, fp, fn, seen)
-        out["cf1_macro"] = cf1_macro(tp, fp, fn, seen)
+        out["cf1_prs"] = cf1_prs(tp, fp, fn, seen)
         out["of1"] = of1(tp, fp, fn, seen)
     any_map = [v if v is not None else 0.0 for v in map(_seen_map, anytime)]
     out["a_auc"] = a_auc(any_map)

@@ -20,6 +20,7 @@ from clenv.sweep.stats import mean_std, paired_difference
 
 DEFAULT_METRICS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                    "a_auc", "online_accuracy", "map", "cf1", "gcd_all", "gcd_old", "gcd_new")
+# "cf1" is MULTI-LANE's mean per-class F1 from metrics_version 2 on (PRS's is "cf1_prs")
 CSV_NAME, MD_NAME = "summary.csv", "summary.md"
 
 
@@ -43,6 +44,23 @@ def load_metrics(d: str | Path, index: dict) -> dict[str, dict]:
         except (OSError, ValueError):
             continue
     return out
+
+
+def require_one_metrics_version(metrics_of: dict[str, dict]) -> None:
+    """Refuse to put metrics.json files of different ``metrics_version`` (absent: 1) side by
+    side: metric names and conventions changed between versions (docs/metrics.md)."""
+    first: dict[int, str] = {}
+    for name, m in metrics_of.items():
+        v = m.get("metrics_version", 1) if isinstance(m, dict) else 1
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UserError(f"{name}: metrics.json has metrics_version {v!r}, expected an "
+                            "integer; the file is damaged: run it again")
+        first.setdefault(v, name)
+    if len(first) > 1:
+        seen = ", ".join(f"{name} has version {v}" for v, name in sorted(first.items()))
+        raise UserError(f"metrics.json versions differ ({seen}): metric names and conventions "
+                        "changed between versions (docs/metrics.md); re-run the older runs "
+                        "with this clenv, or compare runs of one version only")
 
 
 def _value_key(v) -> str:
@@ -112,6 +130,7 @@ def table(d: str | Path, *, metrics: list[str] | None = None, baseline: str | No
     metrics_of = load_metrics(d, index)
     if not metrics_of:
         raise UserError(f"{d}: no run of the sweep is complete yet; run clenv sweep first")
+    require_one_metrics_version(metrics_of)
     reps = index["replicates"]
     axes = [a for a in index["axes"] if a not in reps]
     select = index.get("select")
