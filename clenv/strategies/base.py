@@ -283,7 +283,11 @@ class SupervisedStrategy(Strategy):
         return steps
 
     def step(self, raw_x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One SGD step on (raw_x, y) with the logits of unseen classes masked."""
+        """One SGD step on (raw_x, y) with the logits of unseen classes masked.
+
+        Methods hook in without rewriting the step: ``penalty(inp, out, y)`` adds a term to the
+        loss (regularisers, distillation), ``before_update()`` runs between backward and the
+        optimiser step (gradient surgery), ``after_update()`` after it (path integrals)."""
         if self._mode_matters:
             self.model.train()
         forgetting = self.forgetting
@@ -292,20 +296,38 @@ class SupervisedStrategy(Strategy):
         mix = None
         if self.augment is not None:
             raw_x, mix = self.augment(raw_x, y, self.rng)
-        out = self.model(self.as_input(raw_x))
+        inp = self.as_input(raw_x)
+        out = self.model(inp)
         loss = self.loss(out, y) if mix is None else mix.loss(self.loss, out, y)
+        extra = self.penalty(inp, out, y)
+        if extra is not None:
+            loss = loss + extra
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.before_update()
         if self.lr_schedule is not None:
             self.apply_lr()
         self.optimizer.step()
         self.grad_steps += 1
         self.samples_processed += len(y)
+        self.after_update()
         if self.lr_schedule is not None:
             self.lr_schedule.after_step()
         if forgetting is not None:  # restore swapped rows; reset on schedule
             forgetting.after_step(self.model, self.optimizer, swapped, loss)
         return loss
+
+    # -- hooks of step() for the methods built on this base ------------------------------------
+    def penalty(self, inp: torch.Tensor, out, y: torch.Tensor) -> torch.Tensor | None:
+        """A term added to the batch loss (None: nothing). ``inp`` is the model input after
+        augmentation, ``out`` the model output on it."""
+        return None
+
+    def before_update(self) -> None:
+        """Called after ``loss.backward()``, before the optimiser step (gradients are set)."""
+
+    def after_update(self) -> None:
+        """Called right after the optimiser step."""
 
     def apply_lr(self) -> None:
         """Write the schedule's current rate into the optimiser."""
