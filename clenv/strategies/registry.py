@@ -61,6 +61,39 @@ STRATEGIES: dict[str, StrategyEntry] = {
                                 min=0, max=1),
     }, "PL-FMS (Lee et al. 2023): importance memory, hierarchy-aware pseudo-labels, flexible "
        "memory sampling"),
+    "mir": StrategyEntry("mir", "clenv.strategies.mir:MIR", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "retrieved samples per step, k (default: the "
+                                   "stream batch size)", min=1),
+        "candidates": Field(int, 50, "memory samples scored per step, C (the official "
+                            "code's subsample: 50)", min=1),
+    }, "MIR (Aljundi et al. 2019): replays the memory samples a virtual step on the stream "
+       "batch would hurt most"),
+    "scr": StrategyEntry("scr", "clenv.strategies.scr:SCR", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per step (default: the stream "
+                                   "batch size)", min=1),
+        "temperature": Field(float, 0.07, "SupCon temperature T (the official SCR: 0.07)",
+                             min=1e-6),
+        "projection_dim": Field(int, 128, "output size of the projection head", min=1),
+    }, "SCR (Mai et al. 2021): supervised contrastive replay, nearest-class-mean prediction"),
+    "bic": StrategyEntry("bic", "clenv.strategies.bic:BiC", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "memory in samples, validation share included "
+                             "(default: budget.memory_size, else 500)", min=1),
+        "val_share": Field(float, 0.1, "share of the memory held out, class-balanced, to fit "
+                           "the bias layer (the paper: 0.1)", min=0, max=1),
+        "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
+                                   "stream batch size)", min=1),
+        "temperature": Field(float, 2.0, "distillation temperature T", min=1e-6),
+        "bias_epochs": Field(int, 200, "epochs of the bias-layer fit at each task end", min=1),
+        "bias_lr": Field(float, 0.1, "SGD rate of the bias-layer fit (momentum 0.9)", min=0),
+    }, "BiC (Wu et al. 2019): replay + distillation, a bias layer on the new classes fitted "
+       "on held-out memory at task ends"),
     "multilane": StrategyEntry("multilane", "clenv.strategies.multilane:MultiLaneStrategy", {
         "lr": Field(float, 1e-3, "Adam learning rate of the current lane and the head", min=0),
         "n_selectors": Field(int, 10, "selector tokens per lane (S)", min=1),
