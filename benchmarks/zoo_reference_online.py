@@ -22,12 +22,17 @@ points.
   (the adapter cannot build the SCRModel it needs), with the same encoder and projection head
   (the head's output normalised, as SupCon needs), temperature 0.07, identity views.
 
+With ``--bic-as-avalanche`` the clenv side of BiC is ``AvalancheLikeBiC`` below: clenv's BiC
+with Avalanche's memory timing (a task's samples join the replay memory only at its end, as
+Avalanche's buffer is updated at experience ends) and plain cross-entropy over all classes (no
+masking of unseen classes), to test whether those documented differences explain a BiC gap.
 With ``--bic-class-softmax`` Avalanche's BiC distils with the softmax over classes (the
 paper's L_d, as clenv) instead of its 0.6 softmax over the batch (``dim=0``), to test whether
 that defect explains a BiC gap.
 
     nice -n 10 python -W ignore benchmarks/zoo_reference_online.py [--seeds 5]
         [--train-per-class 100] [--methods mir,scr,bic] [--bic-class-softmax]
+        [--bic-as-avalanche]
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from evidence_stats import paired_ci  # noqa: E402
 
 from clenv.config.loader import load_config  # noqa: E402
 from clenv.runner import Run  # noqa: E402
+from clenv.strategies.bic import BiC  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MEMORY, BATCH, LR = 200, 10, 0.05
@@ -168,6 +174,32 @@ def writable(exp) -> None:
                             lambda self, value: setattr(self, "_dataset", value))})
 
 
+class AvalancheLikeBiC(BiC):
+    """clenv's BiC with Avalanche's memory timing and unmasked cross-entropy (module doc)."""
+
+    def setup(self, spec) -> None:
+        super().setup(spec)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def masked(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def learn(self, batch: dict, info: dict) -> dict[str, float]:
+        add = self.memory.add
+        self.memory.add = lambda x, y: self.pending.append((x.clone(), y.clone()))
+        try:
+            return super().learn(batch, info)
+        finally:
+            self.memory.add = add
+
+    def on_task_end(self, task: int) -> None:
+        super().on_task_end(task)
+        if self.pending:
+            self.memory.add(torch.cat([p[0] for p in self.pending]),
+                            torch.cat([p[1] for p in self.pending]))
+            self.pending = []
+
+
 class Normalize(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(x, dim=1)
@@ -182,6 +214,7 @@ def main() -> None:
     ap.add_argument("--train-per-class", type=int, default=100)
     ap.add_argument("--methods", default="mir,scr,bic")
     ap.add_argument("--bic-class-softmax", action="store_true")
+    ap.add_argument("--bic-as-avalanche", action="store_true")
     args = ap.parse_args()
     global CLASS_SOFTMAX
     CLASS_SOFTMAX = args.bic_class_softmax
@@ -193,6 +226,8 @@ def main() -> None:
         for seed in range(args.seeds):
             cfg = base_config(seed, args.train_per_class)
             cfg["strategy"] = copy.deepcopy(NATIVE[method])
+            if method == "bic" and args.bic_as_avalanche:
+                cfg["strategy"]["name"] = "zoo_reference_online:AvalancheLikeBiC"
             native.append(final_accuracy(cfg))
             if method in HAND:
                 ref.append(HAND[method](base_config(seed, args.train_per_class)))
