@@ -351,3 +351,35 @@ def _repo():
     from tests.conftest import REPO
 
     return REPO
+
+
+def test_scr_image_views_are_seeded_crops_and_flips_and_cutmix_is_refused():
+    spec = _spec(input_shape=(1, 8, 8), image=True)
+    s = SCR()
+    s.setup(spec)
+    raw = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    y = torch.zeros(16, dtype=torch.long)
+    v = s.view(raw, y)
+    assert v.dtype == torch.uint8 and v.shape == raw.shape and not torch.equal(v, raw)
+    twin = SCR()
+    twin.setup(spec)
+    assert torch.equal(twin.view(raw, y), v)  # drawn from the seeded generator
+    bad = SCR(augment={"crop": 0, "flip": True, "autoaugment": None, "cutmix": 0.5,
+                       "cutmix_alpha": 1.0})
+    with pytest.raises(ConfigError) as exc:
+        bad.setup(spec)
+    assert "\n" not in str(exc.value) and "strategy.augment.cutmix" in str(exc.value)
+
+
+def test_bic_predictions_use_the_bias_layer():
+    s = _ready(BiC)
+    x, _ = _data(5, 11)
+    plain = s.predict({"x": x.numpy()})
+    s.alpha, s.beta = torch.tensor([0.5]), torch.tensor([-1.0])
+    s.bias_mask = torch.tensor([False, False, True, True])
+    s.has_bias = True
+    with torch.no_grad():
+        o = s.model(x)
+    expected = torch.cat((o[:, :2], 0.5 * o[:, 2:] - 1.0), 1)
+    assert torch.allclose(s.predict({"x": x.numpy()}), expected, atol=1e-6)
+    assert not torch.allclose(plain, expected)
