@@ -77,6 +77,39 @@ STRATEGIES: dict[str, StrategyEntry] = {
                                     "(default: one step per Env batch)", min=0),
     }, "MULTI-LANE (De Min et al. 2024): frozen ViT, one lane of selector tokens and prompts "
        "per task, summed masked logits"),
+    "lwf": StrategyEntry("lwf", "clenv.strategies.lwf:LwF", {
+        **OPTIM_FIELDS,
+        "alpha": Field(float, 1.0, "weight of the distillation term", min=0),
+        "temperature": Field(float, 2.0, "distillation temperature T", min=1e-9),
+    }, "Learning without Forgetting (Li & Hoiem 2016): distillation from the model of the "
+       "last task end"),
+    "ewc": StrategyEntry("ewc", "clenv.strategies.ewc:EWC", {
+        **OPTIM_FIELDS,
+        "ewc_lambda": Field(float, 10.0, "penalty weight lambda", min=0),
+        "mode": Field(str, "separate", "separate: one Fisher and anchor per task; online: "
+                      "F = decay_factor * F_old + F_task, anchor of the last task end "
+                      "(Schwarz et al. 2018)", choices=("separate", "online")),
+        "decay_factor": Field(float, 0.9, "online mode: decay gamma of the running Fisher",
+                              min=0, max=1),
+        "importance_samples": Field(int, None, "task samples kept for the Fisher (default: "
+                                    "the whole task; fewer: a reservoir)", min=1),
+    }, "Elastic Weight Consolidation (Kirkpatrick et al. 2017), separate or online"),
+    "si": StrategyEntry("si", "clenv.strategies.si:SI", {
+        **OPTIM_FIELDS,
+        "c": Field(float, 1.0, "penalty weight c (Avalanche's si_lambda / 2)", min=0),
+        "xi": Field(float, 1e-3, "damping xi of Omega = omega / (Delta^2 + xi)", min=0),
+        "path_gradient": Field(str, "task", "gradient in the path integral: task (the "
+                               "paper's) or total (penalty included, as Avalanche)",
+                               choices=("task", "total")),
+    }, "Synaptic Intelligence (Zenke et al. 2017): path-integral importances"),
+    "mas": StrategyEntry("mas", "clenv.strategies.mas:MAS", {
+        **OPTIM_FIELDS,
+        "lambda_reg": Field(float, 1.0, "penalty weight lambda", min=0),
+        "alpha": Field(float, 0.5, "Omega = alpha * Omega_old + (1 - alpha) * Omega_task",
+                       min=0, max=1),
+        "importance_samples": Field(int, None, "task samples kept for the importances "
+                                    "(default: the whole task; fewer: a reservoir)", min=1),
+    }, "Memory Aware Synapses (Aljundi et al. 2018): output-sensitivity importances"),
     "joint": StrategyEntry("joint", "clenv.strategies.joint:Joint", {
         **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
         "epochs": Field(int, None, "epochs over all data seen so far at each task end "

@@ -1,0 +1,193 @@
+"""The quadratic penalty that EWC, SI and MAS share, and the base class of those three methods.
+
+All three keep, per parameter, an importance ``Omega`` and an anchor ``theta*`` and add
+
+    strength * sum_k sum_i Omega_k,i (theta_i - theta*_k,i)^2
+
+to the loss (k runs over the stored terms: one per task for EWC's ``separate`` mode, a single
+running term otherwise). They differ only in how ``Omega`` is estimated (squared gradients,
+the path integral, absolute output-norm gradients) and accumulated; see clenv.strategies.ewc,
+.si and .mas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from clenv.strategies.base import SupervisedStrategy
+from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.state import Stateful
+
+
+class QuadraticPenalty(Stateful):
+    """Importance-weighted squared distance to anchors, ``sum_k sum_i Omega_k,i (theta_i -
+    theta*_k,i)^2``, for a fixed list of parameters. Per parameter, ``importances[j]`` and
+    ``anchors[j]`` have shape (K, *parameter shape); K = 0 means no penalty yet."""
+
+    state_attributes = ("importances", "anchors")
+
+    def __init__(self) -> None:
+        self.importances: list[torch.Tensor] = []
+        self.anchors: list[torch.Tensor] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self.importances)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.importances[0]) if self.importances else 0
+
+    def replace(self, importances: list[torch.Tensor], anchors: list[torch.Tensor]) -> None:
+        """Keep a single term (online EWC, SI, MAS)."""
+        self.importances = [i.detach().unsqueeze(0).clone() for i in importances]
+        self.anchors = [a.detach().unsqueeze(0).clone() for a in anchors]
+
+    def append(self, importances: list[torch.Tensor], anchors: list[torch.Tensor]) -> None:
+        """Add one more term (EWC's separate mode: one per task)."""
+        if not self.active:
+            self.replace(importances, anchors)
+            return
+        self.importances = [torch.cat((o, i.detach().unsqueeze(0)))
+                            for o, i in zip(self.importances, importances, strict=True)]
+        self.anchors = [torch.cat((o, a.detach().unsqueeze(0)))
+                        for o, a in zip(self.anchors, anchors, strict=True)]
+
+    def __call__(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """The penalty at ``params`` (differentiable)."""
+        total = params[0].new_zeros(())
+        for p, imp, anchor in zip(params, self.importances, self.anchors, strict=True):
+            total = total + (imp * (p - anchor).square()).sum()
+        return total
+
+    @torch.no_grad()
+    def gradient(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """d penalty / d theta = 2 sum_k Omega_k (theta - theta*_k), per parameter."""
+        if not self.active:
+            return [torch.zeros_like(p) for p in params]
+        return [2 * (imp * (p - anchor)).sum(0)
+                for p, imp, anchor in zip(params, self.importances, self.anchors, strict=True)]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (*self.importances, *self.anchors))
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.importances = list(self.importances)
+        self.anchors = list(self.anchors)
+
+
+def gradient_importance(params: list[torch.Tensor],
+                        batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                        objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                        magnitude: str) -> list[torch.Tensor]:
+    """Per parameter, the mean over batches of ``g^2`` (magnitude "square": EWC's empirical
+    Fisher) or ``|g|`` ("abs": MAS), where g is the gradient of ``objective(x, y)`` on one
+    batch (batch-level gradients, as Avalanche 0.6's EWC and MAS plug-ins)."""
+    acc = [torch.zeros_like(p) for p in params]
+    n = 0
+    for x, y in batches:
+        grads = torch.autograd.grad(objective(x, y), params, allow_unused=True)
+        for a, g in zip(acc, grads, strict=True):
+            if g is not None:
+                a.add_(g.square() if magnitude == "square" else g.abs())
+        n += 1
+    return [a / max(n, 1) for a in acc]
+
+
+class PenaltyStrategy(SupervisedStrategy):
+    """SGD on the stream with ``strength * QuadraticPenalty`` added to every step's loss.
+
+    Subclasses set ``strength_key`` (their YAML name of the strength) and implement
+    ``consolidate(task)``, called at each task end. Those that estimate importance from the
+    task's data set ``keeps_task_samples``: the first exposure of every stream sample of the
+    current task is kept in a ReservoirBuffer, emptied at each task start, whose capacity is
+    ``importance_samples`` (default: the longest task, so the whole task is kept in stream
+    order and no draw is made). Those samples are buffer memory in the budget counters.
+    Consolidation needs the task ends: with hidden boundaries the strategy is refused.
+    """
+
+    strength_key = "strength"
+    keeps_task_samples = False
+    state_attributes = ("quad", "task_memory", "extra_forwards")
+
+    def setup(self, spec: StrategySpec) -> None:
+        if not spec.boundaries:
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.name", f"{type(self).__name__} consolidates at task "
+                              "ends and needs them exposed",
+                              "set scenario.boundaries: exposed")
+        super().setup(spec)
+        self.strength = float(self.params.get(self.strength_key))
+        self.quad = QuadraticPenalty()
+        self.extra_forwards = 0
+        self.task_memory = None
+        if self.keeps_task_samples:
+            ends = [0, *spec.task_ends]
+            longest = max((b - a for a, b in zip(ends, ends[1:])), default=spec.stream_length)
+            capacity = self.params.get("importance_samples") or max(longest, 1)
+            dtype = torch.uint8 if spec.image else torch.float32
+            self.task_memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng,
+                                               self.device, label_shape=label_shape(spec))
+
+    def params_list(self) -> list[nn.Parameter]:
+        return list(self.model.parameters())
+
+    def learn(self, batch: dict, info: dict) -> dict[str, float]:
+        x, y = self.stream_batch(batch, info)
+        loss = None
+        for _ in range(self.n_steps(len(y))):
+            loss = self.step(x, y)
+        if self.task_memory is not None and len(y):
+            first = info.get("first_exposure")
+            if first is None:
+                self.task_memory.add(x, y)
+            else:
+                keep = torch.from_numpy(first[info["valid"]]).to(x.device)
+                self.task_memory.add(x[keep], y[keep])
+        return {} if loss is None else {"loss": loss.item()}
+
+    def penalty(self, inp: torch.Tensor, out, y: torch.Tensor) -> torch.Tensor | None:
+        if not self.quad.active:
+            return None
+        return self.strength * self.quad(self.params_list())
+
+    def on_task_start(self, task: int) -> None:
+        super().on_task_start(task)
+        if self.task_memory is not None:
+            self.task_memory.size = 0
+            self.task_memory.n_seen = 0
+
+    def on_task_end(self, task: int) -> None:
+        self.consolidate(task)
+
+    def consolidate(self, task: int) -> None:
+        raise NotImplementedError
+
+    def task_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The kept samples of the task as (model input, y) batches of the scenario's batch
+        size, in the order kept (Avalanche: a non-shuffled loader of train_mb_size)."""
+        mem = self.task_memory
+        bs = self.spec.batch_size
+        for start in range(0, mem.size, bs):
+            x = mem.x[start:start + bs]
+            self.extra_forwards += len(x)
+            yield self.as_input(x), mem.y[start:start + bs]
+
+    def counters(self) -> dict[str, int]:
+        c = super().counters()
+        c["extra_forwards"] = self.extra_forwards
+        if self.task_memory is not None:
+            mem = self.task_memory
+            row = (mem.x.element_size() * math.prod(mem.x.shape[1:])
+                   + mem.y.element_size() * math.prod(mem.y.shape[1:]))
+            c["buffer_samples"] = mem.size
+            c["buffer_bytes"] = mem.size * row
+        return c
