@@ -37,11 +37,11 @@ class EWC(PenaltyStrategy):
         fisher = gradient_importance(params, self.task_batches(),
                                      lambda x, y: self.loss(model(x), y), "square")
         anchors = [p.detach() for p in params]
-        if self.params.get("mode", "separate") == "separate":
+        if self.param("mode") == "separate":
             self.quad.append(fisher, anchors)
             return
         if self.quad.active:
-            gamma = float(self.params.get("decay_factor"))
+            gamma = float(self.param("decay_factor"))
             fisher = [gamma * old[0] + f for old, f in zip(self.quad.importances, fisher,
                                                            strict=True)]
         self.quad.replace(fisher, anchors)

@@ -33,7 +33,7 @@ class MAS(PenaltyStrategy):
         imp = gradient_importance(params, self.task_batches(),
                                   lambda x, y: model(x).square().sum(1).mean(), "abs")
         if self.quad.active:
-            alpha = float(self.params.get("alpha", 0.5))
+            alpha = float(self.param("alpha"))
             imp = [alpha * old[0] + (1 - alpha) * new
                    for old, new in zip(self.quad.importances, imp, strict=True)]
         self.quad.replace(imp, [p.detach() for p in params])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,17 +126,22 @@ class PenaltyStrategy(SupervisedStrategy):
                               "ends and needs them exposed",
                               "set scenario.boundaries: exposed")
         super().setup(spec)
-        self.strength = float(self.params.get(self.strength_key))
+        self.strength = float(self.param(self.strength_key))
         self.quad = QuadraticPenalty()
         self.extra_forwards = 0
         self.task_memory = None
         if self.keeps_task_samples:
             ends = [0, *spec.task_ends]
-            longest = max((b - a for a, b in zip(ends, ends[1:])), default=spec.stream_length)
-            capacity = self.params.get("importance_samples") or max(longest, 1)
+            longest = max((int(d) for d in np.diff(ends)), default=spec.stream_length)
+            capacity = self.param("importance_samples") or max(longest, 1)
             dtype = torch.uint8 if spec.image else torch.float32
             self.task_memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng,
                                                self.device, label_shape=label_shape(spec))
+
+    def param(self, name: str):
+        """A YAML parameter, or its registry default when the strategy is built in Python."""
+        value = self.params.get(name)
+        return self.fields[name].default if value is None else value
 
     def params_list(self) -> list[nn.Parameter]:
         return list(self.model.parameters())

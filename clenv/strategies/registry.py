@@ -101,6 +101,8 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "path_gradient": Field(str, "task", "gradient in the path integral: task (the "
                                "paper's) or total (penalty included, as Avalanche)",
                                choices=("task", "total")),
+        "omega_max": Field(float, None, "clip Omega at this value in the penalty (default: "
+                           "none, as the paper; Avalanche 0.6: 0.001)", min=0),
     }, "Synaptic Intelligence (Zenke et al. 2017): path-integral importances"),
     "mas": StrategyEntry("mas", "clenv.strategies.mas:MAS", {
         **OPTIM_FIELDS,

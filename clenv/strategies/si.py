@@ -5,7 +5,8 @@ During task mu, after every optimiser step, omega_i += -g_i * (theta_i(after) -
 theta_i(before)), with g the gradient of the task loss at theta(before) (the paper's
 dL/dtheta; ``path_gradient: total`` uses the gradient of the whole loss, penalty included, as
 Avalanche 0.6). At the task end, with Delta_i = theta_i(end of task) - theta_i(start of task),
-Omega_i += omega_i / (Delta_i^2 + xi) (eq. 5, accumulated over tasks, not clipped), omega is
+Omega_i += omega_i / (Delta_i^2 + xi) (eq. 5, accumulated over tasks; the penalty uses
+min(Omega, omega_max) when ``omega_max`` is set, as Avalanche's clip at 0.001), omega is
 reset and the anchor becomes theta(end of task). The loss is
 L + c * sum_i Omega_i (theta_i - theta*_i)^2 (eq. 4).
 """
@@ -33,8 +34,9 @@ class SI(PenaltyStrategy):
         self.omega_path = [torch.zeros_like(p) for p in params]  # omega of the current task
         self.omega = [torch.zeros_like(p) for p in params]  # Omega, summed over past tasks
         self.theta_start = [p.detach().clone() for p in params]
-        self.xi = float(self.params.get("xi", 1e-3))
-        self.task_gradient = self.params.get("path_gradient", "task") == "task"
+        self.xi = float(self.param("xi"))
+        self.task_gradient = self.param("path_gradient") == "task"
+        self.omega_max = self.param("omega_max")
         self._before: list[torch.Tensor] = []
         self._grad: list[torch.Tensor] = []
 
@@ -67,4 +69,7 @@ class SI(PenaltyStrategy):
                                     strict=True):
             big.add_(w / ((p - start).square() + self.xi))
             w.zero_()
-        self.quad.replace(self.omega, params)
+        omega = self.omega
+        if self.omega_max is not None:  # Avalanche 0.6 clips Omega at 0.001
+            omega = [o.clamp(max=self.omega_max) for o in omega]
+        self.quad.replace(omega, params)
