@@ -2,18 +2,27 @@
 Avalanche 0.6 through clenv's adapter (``strategy: {name: avalanche, class: ...}``).
 
 Both sides run the same stream, initial weights (the model is built from the run's seed), SGD
-settings and budget: scenarios/quickstart.yaml with 100 training and 50 test samples per class
-(5 tasks of 2 classes, 1000 stream samples, batch 10, online, exposed boundaries; the adapter
-consolidates Avalanche's plug-ins at task ends over the task's samples, ``consolidate: task``).
-Five paired seeds (run seed = scenario seed = data seed). Prints per method the mean final
-accuracy of each side and the paired 95% CI of the difference native - Avalanche, in points
-(also for the task-aware final accuracy, which shows what the penalty kept).
+settings (lr 0.05, batch 10, online, exposed boundaries; the adapter consolidates Avalanche's
+plug-ins at task ends over the task's samples, ``consolidate: task``) and budget, on two
+streams of scenarios/quickstart.yaml's synthetic data (10 classes, 32-d) with 100 training and
+50 test samples per class:
+
+- ``class``: quickstart itself, class-incremental (5 tasks of 2 classes, 1000 samples);
+- ``domain``: domain-incremental (a ``lifelong`` stream: 600 samples of all 10 classes, then 3
+  tasks of 600 with the inputs permuted by a fixed seeded permutation each), where every class
+  is seen from the first batches on, so clenv's loss (unseen classes masked) and Avalanche's
+  (plain cross-entropy over every output) coincide after the first few batches.
+
+Five paired seeds (run seed = scenario seed = data seed). Prints per stream and method the mean
+final accuracy of each side and the paired 95% CI of the difference native - Avalanche, in
+points (and for the task-aware final accuracy).
 
 Avalanche's SI penalty is 0 on CPU in 0.6 (its weight snapshots alias the parameters), so the
 SI row on CPU compares native SI with what is in effect Avalanche's Naive; the si_defect row
 shows it (its left side is Avalanche's Naive through the adapter, not a native method).
 
     nice -n 10 python benchmarks/zoo_reference_reg.py [--seeds 5] [--methods lwf,ewc,...]
+        [--streams class,domain]
 """
 
 from __future__ import annotations
@@ -57,10 +66,17 @@ PAIRS = {
 }
 
 
-def base_config(seed: int) -> dict:
+def base_config(seed: int, stream: str = "class") -> dict:
     cfg = yaml.safe_load((ROOT / "scenarios" / "quickstart.yaml").read_text())
     cfg["seed"] = seed
     cfg["scenario"]["seed"] = seed
+    if stream == "domain":
+        base = {"name": "base", "type": "classes", "classes": list(range(10)), "length": 600}
+        cfg["scenario"] = {"generator": "lifelong", "seed": seed, "batch_size": 10,
+                           "segments": [base, *({"name": f"perm-{k}", "type": "domain",
+                                                 "of": "base", "length": 600,
+                                                 "domain": {"kind": "permute", "seed": k}}
+                                                for k in (1, 2, 3))]}
     cfg["data"]["seed"] = seed
     cfg["data"]["train_per_class"] = 100
     cfg["data"]["test_per_class"] = 50
@@ -80,30 +96,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--methods", default=",".join(PAIRS))
+    ap.add_argument("--streams", default="class,domain")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}; quickstart, 100/50 "
+    print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}; quickstart data, 100/50 "
           f"samples per class, {args.seeds} paired seeds; final accuracy in points")
-    print(f"{'method':<11} {'native':>7} {'avalanche':>9}  native - avalanche [95% CI]"
-          "   task-aware: native - avalanche")
-    for method in args.methods.split(","):
-        native_cfg, (cls, cls_args) = PAIRS[method]
-        nat, avl, nat_ta, avl_ta = [], [], [], []
-        t0 = time.perf_counter()
-        for seed in range(args.seeds):
-            cfg = base_config(seed)
-            a, a_ta = run(cfg, native_cfg)
-            b, b_ta = run(cfg, {"name": "avalanche", "class": cls, "args": cls_args,
-                                "mode": "online", "consolidate": "task"})
-            nat.append(a)
-            avl.append(b)
-            nat_ta.append(a_ta)
-            avl_ta.append(b_ta)
-        mean = lambda xs: 100 * sum(xs) / len(xs)  # noqa: E731
-        print(f"{method:<11} {mean(nat):7.1f} {mean(avl):9.1f}  {paired_ci(nat, avl):<26}"
-              f"   {paired_ci(nat_ta, avl_ta)}   ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
+    for stream in args.streams.split(","):
+        print(f"\n{stream}-incremental")
+        print(f"{'method':<11} {'native':>7} {'avalanche':>9}  native - avalanche [95% CI]"
+              "   task-aware: native - avalanche")
+        for method in args.methods.split(","):
+            compare(stream, method, args.seeds)
 
+
+def compare(stream: str, method: str, seeds: int) -> None:
+    native_cfg, (cls, cls_args) = PAIRS[method]
+    nat, avl, nat_ta, avl_ta = [], [], [], []
+    t0 = time.perf_counter()
+    for seed in range(seeds):
+        cfg = base_config(seed, stream)
+        a, a_ta = run(cfg, native_cfg)
+        b, b_ta = run(cfg, {"name": "avalanche", "class": cls, "args": cls_args,
+                            "mode": "online", "consolidate": "task"})
+        nat.append(a)
+        avl.append(b)
+        nat_ta.append(a_ta)
+        avl_ta.append(b_ta)
+    mean = lambda xs: 100 * sum(xs) / len(xs)  # noqa: E731
+    print(f"{method:<11} {mean(nat):7.1f} {mean(avl):9.1f}  {paired_ci(nat, avl):<26}"
+          f"   {paired_ci(nat_ta, avl_ta)}   ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -96,7 +96,7 @@ STRATEGIES: dict[str, StrategyEntry] = {
     }, "Elastic Weight Consolidation (Kirkpatrick et al. 2017), separate or online"),
     "si": StrategyEntry("si", "clenv.strategies.si:SI", {
         **OPTIM_FIELDS,
-        "c": Field(float, 1.0, "penalty weight c (Avalanche's si_lambda / 2)", min=0),
+        "c": Field(float, 0.1, "penalty weight c (Avalanche's si_lambda / 2)", min=0),
         "xi": Field(float, 1e-3, "damping xi of Omega = omega / (Delta^2 + xi)", min=0),
         "path_gradient": Field(str, "task", "gradient in the path integral: task (the "
                                "paper's) or total (penalty included, as Avalanche)",
