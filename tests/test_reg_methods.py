@@ -454,3 +454,30 @@ def test_penalty_counters_and_extra_forwards(small_cfg):
     strat = make(LwF)
     assert strat.counters()["extra_forwards"] == 0
     assert F is not None
+
+
+def test_penalty_state_round_trip_through_a_weights_only_load(tmp_path):
+    quad = QuadraticPenalty("cpu")
+    quad.append([torch.tensor([1.0])], [torch.tensor([2.0])])
+    quad.append([torch.tensor([3.0])], [torch.tensor([4.0])])
+    torch.save(quad.state_dict(), tmp_path / "q.pt")
+    fresh = QuadraticPenalty("cpu")
+    fresh.load_state_dict(torch.load(tmp_path / "q.pt", weights_only=True))
+    assert fresh.n_terms == 2
+    # 1 * (0 - 2)^2 + 3 * (0 - 4)^2
+    assert fresh([torch.tensor([0.0])]).item() == pytest.approx(1 * 4 + 3 * 16)
+
+
+def test_strategy_fields_are_validated_by_check(tmp_path):
+    import yaml
+
+    from clenv.cli import main
+
+    for bad in ({"name": "ewc", "mode": "both"}, {"name": "si", "path_gradient": "half"},
+                {"name": "mas", "alpha": 2.0}, {"name": "lwf", "temperature": 0}):
+        cfg = {"name": "t", "scenario": {"generator": "disjoint", "n_tasks": 2},
+               "data": {"source": "synthetic", "branching": [4], "dim": 4},
+               "strategy": bad}
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        assert main(["check", str(path)]) == 2

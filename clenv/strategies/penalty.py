@@ -32,7 +32,8 @@ class QuadraticPenalty(Stateful):
 
     state_attributes = ("importances", "anchors")
 
-    def __init__(self) -> None:
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
         self.importances: list[torch.Tensor] = []
         self.anchors: list[torch.Tensor] = []
 
@@ -79,9 +80,9 @@ class QuadraticPenalty(Stateful):
         return sum(t.element_size() * t.nelement() for t in (*self.importances, *self.anchors))
 
     def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.importances = list(self.importances)
-        self.anchors = list(self.anchors)
+        super().load_state_dict(state)  # restored tensors come on the checkpoint's device
+        self.importances = [t.to(self.device) for t in self.importances]
+        self.anchors = [t.to(self.device) for t in self.anchors]
 
 
 def gradient_importance(params: list[torch.Tensor],
@@ -127,7 +128,7 @@ class PenaltyStrategy(SupervisedStrategy):
                               "set scenario.boundaries: exposed")
         super().setup(spec)
         self.strength = float(self.param(self.strength_key))
-        self.quad = QuadraticPenalty()
+        self.quad = QuadraticPenalty(self.device)
         self.extra_forwards = 0
         self.task_memory = None
         if self.keeps_task_samples:
