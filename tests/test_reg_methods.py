@@ -143,6 +143,44 @@ def test_ewc_fisher_golden_on_a_linear_model_by_hand():
     torch.testing.assert_close(fb, torch.tensor([0.25, 0.25]))
 
 
+@pytest.mark.parametrize("cls", [EWC, MAS])
+def test_per_sample_importance_is_the_papers_mean_over_samples(cls):
+    """With both samples of the hand-worked cases above in one batch, importance_grads:
+    sample still gives the per-sample means worked by hand; batch-level gradients do not."""
+    from clenv.strategies.memory import ReservoirBuffer
+
+    def build(grads: str):
+        strat = make(cls, n_classes=2 if cls is EWC else 1, importance_grads=grads)
+        strat.model = torch.nn.Linear(2, 2 if cls is EWC else 1)
+        with torch.no_grad():
+            strat.model.weight.zero_()
+            strat.model.bias.zero_()
+            if cls is MAS:
+                strat.model.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        strat.seen[:] = True
+        strat.spec.batch_size = 2
+        strat.task_memory = ReservoirBuffer(2, (2,), torch.float32, strat.rng)
+        x = torch.tensor([[1.0, 0.0], [0.0, 2.0]] if cls is EWC else [[1.0, 2.0], [-1.0, 0.0]])
+        strat.task_memory.add(x, torch.tensor([0, 1] if cls is EWC else [0, 0]))
+        strat.consolidate(0)
+        return [i[0] for i in strat.quad.importances]
+
+    if cls is EWC:
+        expected = [torch.tensor([[0.125, 0.5], [0.125, 0.5]]), torch.tensor([0.25, 0.25])]
+    else:
+        expected = [torch.tensor([[2.0, 2.0]]), torch.tensor([2.0])]
+    assert_close(build("sample"), expected)
+    assert any(not torch.allclose(a, b) for a, b in zip(build("batch"), expected, strict=True))
+
+
+def test_per_sample_importance_is_refused_for_per_level_heads(small_cfg):
+    hier = {"source": "synthetic", "depth": 2, "branching": [3, 2], "dim": 8,
+            "train_per_class": 20, "test_per_class": 5}
+    with pytest.raises(ConfigError, match="importance_grads"):
+        _run(small_cfg, {"name": "ewc", "importance_grads": "sample"}, data=hier,
+             scenario={"generator": "hle", "mode": "single_label", "batch_size": 10})
+
+
 def test_ewc_penalty_term_changes_the_gradient():
     strat = make(EWC, ewc_lambda=5.0)
     strat.seen[:] = True
@@ -411,7 +449,7 @@ class KillingMAS(_Killing, MAS):
     {"name": f"{THIS}:KillingEWC", "mode": "online", "decay_factor": 0.5,
      "importance_samples": 15},
     {"name": f"{THIS}:KillingSI", "momentum": 0.9},
-    {"name": f"{THIS}:KillingMAS"},
+    {"name": f"{THIS}:KillingMAS", "importance_grads": "sample"},
 ])
 def test_crash_then_resume_matches_uninterrupted(small_cfg, tmp_path, monkeypatch, strategy):
     import re
@@ -481,3 +519,13 @@ def test_strategy_fields_are_validated_by_check(tmp_path):
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(cfg))
         assert main(["check", str(path)]) == 2
+
+
+def test_offline_epochs_keep_each_task_sample_once(small_cfg):
+    """scenario.epochs: 2 repeats each task; the Fisher's task memory keeps first exposures
+    only (a task of 2 classes x 60 samples: 120, not 240)."""
+    m = _run(small_cfg, {"name": "ewc"}, scenario={"epochs": 2})
+    assert m["complete"]
+    assert m["budget"]["buffer_samples"] == 120
+    m = _run(small_cfg, {"name": "si"}, scenario={"epochs": 2})
+    assert m["complete"] and m["budget"]["buffer_samples"] == 0

@@ -15,7 +15,7 @@ level, as Avalanche 0.6's EWCPlugin), and the parameters theta*_t are stored. Th
 
 from __future__ import annotations
 
-from clenv.strategies.penalty import PenaltyStrategy, gradient_importance
+from clenv.strategies.penalty import PenaltyStrategy
 from clenv.strategies.registry import STRATEGIES
 
 
@@ -34,8 +34,7 @@ class EWC(PenaltyStrategy):
         if self._mode_matters:
             model.eval()  # Avalanche's compute_importances runs the model in eval mode
         params = self.params_list()
-        fisher = gradient_importance(params, self.task_batches(),
-                                     lambda x, y: self.loss(model(x), y), "square")
+        fisher = self.importance(self.loss, "square")
         anchors = [p.detach() for p in params]
         if self.param("mode") == "separate":
             self.quad.append(fisher, anchors)

@@ -103,6 +103,33 @@ def gradient_importance(params: list[torch.Tensor],
     return [a / max(n, 1) for a in acc]
 
 
+def per_sample_importance(model: nn.Module,
+                          batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                          objective: Callable[[object, torch.Tensor], torch.Tensor],
+                          magnitude: str) -> list[torch.Tensor]:
+    """Per parameter, the mean over samples of ``g^2`` or ``|g|`` with g the gradient of
+    ``objective(model output on one sample, its label row)``: the papers' per-sample
+    estimates (EWC's empirical Fisher, MAS's Omega), vectorised with torch.func (vmap of grad)."""
+    from torch.func import functional_call, grad, vmap
+
+    names = [n for n, _ in model.named_parameters()]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+
+    def one(ps: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return objective(functional_call(model, ps, (x.unsqueeze(0),)), y.unsqueeze(0))
+
+    per_sample = vmap(grad(one), in_dims=(None, 0, 0))
+    acc = {n: torch.zeros_like(p) for n, p in params.items()}
+    n_samples = 0
+    for x, y in batches:
+        grads = per_sample(params, x, y)
+        for n in names:
+            g = grads[n]
+            acc[n].add_((g.square() if magnitude == "square" else g.abs()).sum(0))
+        n_samples += len(x)
+    return [acc[n] / max(n_samples, 1) for n in names]
+
+
 class PenaltyStrategy(SupervisedStrategy):
     """SGD on the stream with ``strength * QuadraticPenalty`` added to every step's loss.
 
@@ -131,6 +158,12 @@ class PenaltyStrategy(SupervisedStrategy):
         self.quad = QuadraticPenalty(self.device)
         self.extra_forwards = 0
         self.task_memory = None
+        self.per_sample = self.params.get("importance_grads") == "sample"
+        if self.per_sample and spec.levels > 1:
+            from clenv.errors import ConfigError
+
+            raise ConfigError("strategy.importance_grads", "per-sample gradients need a "
+                              "single-head model, not per-level heads", "use batch")
         if self.keeps_task_samples:
             ends = [0, *spec.task_ends]
             longest = max((int(d) for d in np.diff(ends)), default=spec.stream_length)
@@ -177,6 +210,15 @@ class PenaltyStrategy(SupervisedStrategy):
 
     def consolidate(self, task: int) -> None:
         raise NotImplementedError
+
+    def importance(self, objective: Callable, magnitude: str) -> list[torch.Tensor]:
+        """Mean ``g^2`` or ``|g|`` over the kept task samples: batch-level gradients of
+        ``objective(output, y)`` (Avalanche), or per-sample ones (``importance_grads: sample``)."""
+        if self.per_sample:
+            return per_sample_importance(self.model, self.task_batches(), objective, magnitude)
+        model = self.model
+        return gradient_importance(self.params_list(), self.task_batches(),
+                                   lambda x, y: objective(model(x), y), magnitude)
 
     def task_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The kept samples of the task as (model input, y) batches of the scenario's batch

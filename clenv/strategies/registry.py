@@ -93,6 +93,10 @@ STRATEGIES: dict[str, StrategyEntry] = {
                               min=0, max=1),
         "importance_samples": Field(int, None, "task samples kept for the Fisher (default: "
                                     "the whole task; fewer: a reservoir)", min=1),
+        "importance_grads": Field(str, "batch", "batch: mean over batches of the batch "
+                                  "gradient's square (Avalanche); sample: mean over samples "
+                                  "of per-sample ones (the paper; torch.func)",
+                                  choices=("batch", "sample")),
     }, "Elastic Weight Consolidation (Kirkpatrick et al. 2017), separate or online"),
     "si": StrategyEntry("si", "clenv.strategies.si:SI", {
         **OPTIM_FIELDS,
@@ -111,6 +115,10 @@ STRATEGIES: dict[str, StrategyEntry] = {
                        min=0, max=1),
         "importance_samples": Field(int, None, "task samples kept for the importances "
                                     "(default: the whole task; fewer: a reservoir)", min=1),
+        "importance_grads": Field(str, "batch", "batch: mean over batches of the batch "
+                                  "gradient's absolute value (Avalanche); sample: mean over "
+                                  "samples of per-sample ones (the paper; torch.func)",
+                                  choices=("batch", "sample")),
     }, "Memory Aware Synapses (Aljundi et al. 2018): output-sensitivity importances"),
     "joint": StrategyEntry("joint", "clenv.strategies.joint:Joint", {
         **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
