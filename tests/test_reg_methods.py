@@ -529,3 +529,20 @@ def test_offline_epochs_keep_each_task_sample_once(small_cfg):
     assert m["budget"]["buffer_samples"] == 120
     m = _run(small_cfg, {"name": "si"}, scenario={"epochs": 2})
     assert m["complete"] and m["budget"]["buffer_samples"] == 0
+
+
+def test_check_refuses_hidden_boundaries_as_run_does(tmp_path):
+    import yaml
+
+    from clenv.cli import main
+
+    cfg = {"name": "t", "scenario": {"generator": "disjoint", "n_tasks": 2,
+                                     "boundaries": "hidden"},
+           "data": {"source": "synthetic", "branching": [4], "dim": 4},
+           "strategy": {"name": "ewc"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["check", str(path)]) == 2
+    cfg["scenario"]["boundaries"] = "exposed"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["check", str(path)]) == 0
