@@ -25,6 +25,23 @@ from clenv.strategies.spec import StrategySpec, label_shape
 from clenv.strategies.state import Stateful
 
 
+class _QuadraticFn(torch.autograd.Function):
+    """The penalty as one autograd node: forward forms h = sum_k Omega_k (theta - theta*_k)
+    per parameter (fused foreach operations when K = 1) and the value sum h (theta - theta*);
+    backward returns 2 h times the incoming gradient. Far fewer dispatched operations than
+    letting autograd trace sub, square, mul and sum per parameter."""
+
+    @staticmethod
+    def forward(ctx, quad: QuadraticPenalty, *params: torch.Tensor) -> torch.Tensor:
+        half, value = quad.half_gradient_and_value(list(params))
+        ctx.half = half
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        return (None, *torch._foreach_mul(ctx.half, grad_out * 2))
+
+
 class QuadraticPenalty(Stateful):
     """Importance-weighted squared distance to anchors, ``sum_k sum_i Omega_k,i (theta_i -
     theta*_k,i)^2``, for a fixed list of parameters. Per parameter, ``importances[j]`` and
@@ -36,6 +53,7 @@ class QuadraticPenalty(Stateful):
         self.device = torch.device(device)
         self.importances: list[torch.Tensor] = []
         self.anchors: list[torch.Tensor] = []
+        self._single: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     @property
     def active(self) -> bool:
@@ -49,6 +67,7 @@ class QuadraticPenalty(Stateful):
         """Keep a single term (online EWC, SI, MAS)."""
         self.importances = [i.detach().unsqueeze(0).clone() for i in importances]
         self.anchors = [a.detach().unsqueeze(0).clone() for a in anchors]
+        self._views()
 
     def append(self, importances: list[torch.Tensor], anchors: list[torch.Tensor]) -> None:
         """Add one more term (EWC's separate mode: one per task)."""
@@ -59,21 +78,43 @@ class QuadraticPenalty(Stateful):
                             for o, i in zip(self.importances, importances, strict=True)]
         self.anchors = [torch.cat((o, a.detach().unsqueeze(0)))
                         for o, a in zip(self.anchors, anchors, strict=True)]
+        self._views()
+
+    def _views(self) -> None:
+        """With one term, the (K = 1) tensors viewed at the parameters' shapes."""
+        self._single = None
+        if self.n_terms == 1:
+            self._single = ([i[0] for i in self.importances], [a[0] for a in self.anchors])
 
     def __call__(self, params: list[torch.Tensor]) -> torch.Tensor:
         """The penalty at ``params`` (differentiable)."""
-        total = params[0].new_zeros(())
-        for p, imp, anchor in zip(params, self.importances, self.anchors, strict=True):
-            total = total + (imp * (p - anchor).square()).sum()
-        return total
+        return _QuadraticFn.apply(self, *params)
 
     @torch.no_grad()
+    def half_gradient_and_value(self, params: list[torch.Tensor]
+                                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """h = sum_k Omega_k (theta - theta*_k) per parameter, and the penalty sum h(...)"""
+        params = [p.detach() for p in params]
+        if self._single is not None:
+            omega, anchor = self._single
+            diff = torch._foreach_sub(params, anchor)
+            half = torch._foreach_mul(diff, omega)
+            torch._foreach_mul_(diff, half)
+            value = torch.cat([d.reshape(-1) for d in diff]).sum()
+            return half, value
+        half, value = [], params[0].new_zeros(())
+        for p, imp, anchor in zip(params, self.importances, self.anchors, strict=True):
+            diff = p - anchor
+            weighted = imp * diff
+            value = value + (weighted * diff).sum()
+            half.append(weighted.sum(0))
+        return half, value
+
     def gradient(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         """d penalty / d theta = 2 sum_k Omega_k (theta - theta*_k), per parameter."""
         if not self.active:
             return [torch.zeros_like(p) for p in params]
-        return [2 * (imp * (p - anchor)).sum(0)
-                for p, imp, anchor in zip(params, self.importances, self.anchors, strict=True)]
+        return torch._foreach_mul(self.half_gradient_and_value(params)[0], 2.0)
 
     @property
     def nbytes(self) -> int:
@@ -83,6 +124,7 @@ class QuadraticPenalty(Stateful):
         super().load_state_dict(state)  # restored tensors come on the checkpoint's device
         self.importances = [t.to(self.device) for t in self.importances]
         self.anchors = [t.to(self.device) for t in self.anchors]
+        self._views()
 
 
 def gradient_importance(params: list[torch.Tensor],

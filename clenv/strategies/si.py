@@ -40,20 +40,21 @@ class SI(PenaltyStrategy):
         self._before: list[torch.Tensor] = []
         self._grad: list[torch.Tensor] = []
 
+    @torch.no_grad()
     def before_update(self) -> None:
         params = self.params_list()
-        grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-                 for p in params]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         if self.task_gradient and self.quad.active:  # remove the penalty's own gradient
-            torch._foreach_add_(grads, self.quad.gradient(params), alpha=-self.strength)
-        self._grad = grads
-        self._before = [p.detach().clone() for p in params]
+            half = self.quad.half_gradient_and_value(params)[0]
+            self._grad = torch._foreach_add(grads, half, alpha=-2 * self.strength)
+        else:
+            self._grad = torch._foreach_mul(grads, 1.0)  # a copy: the step may reuse grads
+        self._before = torch._foreach_mul(params, 1.0)
 
     @torch.no_grad()
     def after_update(self) -> None:
-        params = self.params_list()
-        delta = torch._foreach_sub([p.detach() for p in params], self._before)
-        torch._foreach_add_(self.omega_path, torch._foreach_mul(self._grad, delta), alpha=-1)
+        delta = torch._foreach_sub(self.params_list(), self._before)
+        torch._foreach_addcmul_(self.omega_path, self._grad, delta, value=-1)
         self._before, self._grad = [], []
 
     def on_task_start(self, task: int) -> None:
