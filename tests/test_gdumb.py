@@ -224,3 +224,23 @@ def test_preset_runs_and_checks_from_yaml(small_cfg, tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "strategy.schedule" in err
+
+
+def test_each_retraining_starts_from_the_initial_weights():
+    """With lr = 0 a retraining leaves the fresh model as built: the setup's initial weights
+    (Avalanche's GDumbPlugin restarts from a copy of its initial model)."""
+    from clenv.strategies.spec import StrategySpec
+
+    spec = StrategySpec(input_shape=(4,), image=False, n_classes=3, batch_size=4,
+                        stream_length=40, n_tasks=1, model={"name": "mlp", "hidden": [8]})
+    s = GDumb(lr=0.0, epochs=1, warmup=False, sgdr=False)
+    s.setup(spec)
+    init = copy.deepcopy(s.model.state_dict())
+    for p in s.model.parameters():
+        p.data.add_(1.0)  # anything the model went through before
+    s.mark_seen(torch.tensor([0, 1]))
+    s.memory.add(torch.randn(6, 4), torch.tensor([0, 1, 0, 1, 0, 1]))
+    s.prepare_evaluation()
+    assert s.retrainings == 1
+    for k, v in s.model.state_dict().items():
+        assert torch.equal(v, init[k]), k

@@ -81,14 +81,16 @@ class GDumb(SupervisedStrategy):
             self.retrain()
 
     def retrain(self) -> None:
-        """A fresh model (seeded by the retraining's index) trained ``epochs`` shuffled
+        """A fresh model (the initial weights again) trained ``epochs`` shuffled
         epochs of ``batch_size`` on the memory: SGD with the SGDR rate, gradients clipped to
         norm ``clip``. Nothing happens when the memory has not changed."""
         mem = self.memory
         if mem.size == 0 or mem.version == self.trained_version:
             return
         self.retrainings += 1
-        torch.manual_seed(self.spec.seed + 7919 * self.retrainings)
+        # every retraining starts from the initial weights of setup's model (the learner
+        # seed), as Avalanche's GDumbPlugin restarts from its copy of the initial model
+        torch.manual_seed(self.spec.seed)
         self.model = self.new_model()
         self.optimizer = self.new_optimizer()
         p = self.params
