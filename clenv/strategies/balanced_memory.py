@@ -51,7 +51,17 @@ class ClassBalancedMemory(Stateful):
             self.offered[y_np[:free]] = True
             self.size += free
         src, dst = [], []
-        for i in range(free, n):  # full: greedy balancing, one decision per sample
+        rest = y_np[free:]
+        if len(rest):  # fast path: every remaining sample is refused, the memory is unchanged
+            fresh = ~self.offered[rest]
+            _, first = np.unique(rest, return_index=True)
+            is_first = np.zeros(len(rest), dtype=bool)
+            is_first[first] = True
+            n_offered = int(self.offered.sum()) + np.cumsum(fresh & is_first)  # |Y| at i
+            if (self.counts[rest] * n_offered >= self.capacity).all():
+                self.offered[rest] = True
+                rest = rest[:0]
+        for i in range(free, free + len(rest)):  # greedy balancing, one decision per sample
             c = int(y_np[i])
             self.offered[c] = True
             if self.counts[c] * int(self.offered.sum()) >= self.capacity:
