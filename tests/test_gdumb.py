@@ -221,9 +221,11 @@ def test_preset_runs_and_checks_from_yaml(small_cfg, tmp_path, capsys):
     cfg["strategy"] = {"name": "gdumb", "schedule": {"type": "cosine"}}
     path.write_text(yaml.safe_dump(cfg))
     capsys.readouterr()
-    assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "strategy.schedule" in err
+    for command in (["check", str(path)], ["run", str(path), "--out", str(tmp_path / "bad")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "strategy.schedule" in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_each_retraining_starts_from_the_initial_weights():

@@ -283,3 +283,35 @@ def test_preset_runs_and_checks_from_yaml(small_cfg, tmp_path):
     budget = metrics["budget"]
     assert budget["buffer_samples"] == 30 and budget["extra_forwards"] > 0
     assert metrics["final_accuracy"] > 0.4
+
+
+def test_anytime_means_cover_the_current_task_and_refresh_only_after_training(small_cfg):
+    """Mid-task (no exemplars yet) an evaluation's means come from the task's samples so
+    far; stream predictions are NCM scores over those classes; the means are recomputed
+    only when the model has trained since."""
+    cfg = load_config({**small_cfg, "strategy": {"name": "icarl"}})
+    run = Run(cfg)
+    env = make_env(cfg, run.pool)
+    obs, _ = env.reset(seed=0)
+    s = ICaRL(memory_size=12, lr=0.1)
+    s.setup(make_spec(cfg, env))
+    before = s.predict(obs)  # no class mean yet: the network's masked outputs
+    assert torch.isinf(before).all()  # nothing seen yet: every class masked
+    for _ in range(4):
+        new_obs, _, _, _, info = env.step(np.zeros(env.B, dtype=np.int64))
+        s.learn(obs, info)
+        obs = new_obs
+    assert s.ex_size == 0 and s.stored == 40
+    s.prepare_evaluation()
+    seen = s.seen.clone()
+    assert torch.equal(s.has_mean, seen)
+    stored_y = s.store_y[:s.stored]
+    f = torch.nn.functional.normalize(s.model.features(s.store_x[:s.stored]), dim=1)
+    c = int(stored_y[0])
+    mean = torch.nn.functional.normalize(f[stored_y == c].mean(0), dim=0)
+    assert torch.allclose(s.means[c], mean, atol=1e-5)
+    scores = s.predict(obs)
+    assert torch.isfinite(scores[:, seen]).all() and torch.isinf(scores[:, ~seen]).all()
+    forwards = s.extra_forwards
+    s.prepare_evaluation()  # no training since: nothing recomputed
+    assert s.extra_forwards == forwards

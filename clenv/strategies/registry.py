@@ -206,6 +206,9 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
         if name == "joint":
             raise ConfigError(f"{key}.schedule", "joint retrains from scratch at every task end "
                               "with a constant rate", f"remove {key}.schedule")
+        if name == "gdumb":
+            raise ConfigError(f"{key}.schedule", "gdumb retrains a fresh model with its own "
+                              "rate (sgdr, min_lr, warmup)", f"remove {key}.schedule")
         adaptive_ok = ":" in name and getattr(import_target(name, f"{key}.name"),
                                               "adaptive_lr", False)
         out["schedule"] = validate_schedule(plugins["schedule"], f"{key}.schedule", name,
