@@ -383,3 +383,19 @@ def test_bic_predictions_use_the_bias_layer():
     expected = torch.cat((o[:, :2], 0.5 * o[:, 2:] - 1.0), 1)
     assert torch.allclose(s.predict({"x": x.numpy()}), expected, atol=1e-6)
     assert not torch.allclose(plain, expected)
+
+
+def test_check_refuses_bic_with_hidden_boundaries(small_cfg, tmp_path, capsys):
+    """`clenv check` refuses what BiC's setup would (loader.TASK_END_STRATEGIES)."""
+    cfg = copy.deepcopy(small_cfg)
+    cfg["scenario"]["boundaries"] = "hidden"
+    cfg["strategy"] = {"name": "bic"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "boundaries" in err and "bic" in err
+    cfg["strategy"] = {"name": "mir"}  # MIR and SCR need no boundaries
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["check", str(path)]) == 0
