@@ -105,10 +105,17 @@ def test_mir_matches_avalanche_retrieval_loss_and_gradients():
     assert torch.allclose(ours, strat.loss, atol=1e-5)
     for a, b in zip(_grads(s.model), _grads(twin), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
-    # the same candidates were chosen: Avalanche's pick is the argsort tail of the increase
+    # the pick is the paper's: a copy of the model after one SGD step on the stream batch,
+    # the k candidates with the largest loss increase
+    probe = _ready(MIR, lr=0.1)
+    stepped = copy.deepcopy(probe.model)
+    sgd = torch.optim.SGD(stepped.parameters(), lr=0.1)
+    F.cross_entropy(stepped(x), y).backward()
+    sgd.step()
     with torch.no_grad():
-        before = F.cross_entropy(s.model(cx), cy, reduction="none")
-    assert len(set(pick.tolist())) == 3 and before.shape == (8,)
+        rise = (F.cross_entropy(stepped(cx), cy, reduction="none")
+                - F.cross_entropy(probe.model(cx), cy, reduction="none"))
+    assert set(pick.tolist()) == set(torch.argsort(rise)[-3:].tolist())
 
 
 def test_mir_retrieved_term_changes_the_gradient():
