@@ -40,6 +40,39 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
                                    "stream batch size)", min=1),
     }, "experience replay: reservoir buffer, vectorised replay sampling"),
+    "agem": StrategyEntry("agem", "clenv.strategies.agem:AGEM", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "sample_size": Field(int, 256, "memory samples (distinct, at most the memory) of the "
+                             "reference gradient per step (P_ref; the paper: 256)", min=1),
+    }, "A-GEM (Chaudhry et al. 2019): the step's gradient projected when it conflicts with a "
+       "reference gradient on a memory sample"),
+    "er_ace": StrategyEntry("er_ace", "clenv.strategies.er_ace:ERACE", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
+                                   "stream batch size)", min=1),
+    }, "ER-ACE (Caccia et al. 2022): replay with the stream rows' loss restricted to the "
+       "classes present in the batch"),
+    "der": StrategyEntry("der", "clenv.strategies.der:DER", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory of samples and logits (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per replay term and step "
+                                   "(default: the stream batch size)", min=1),
+        "alpha": Field(float, 0.3, "weight of the logit MSE on a memory batch", min=0),
+    }, "DER (Buzzega et al. 2020): replay of stored logits (dark knowledge) by MSE"),
+    "derpp": StrategyEntry("derpp", "clenv.strategies.der:DERPlusPlus", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory of samples, labels and logits "
+                             "(default: budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per replay term and step "
+                                   "(default: the stream batch size)", min=1),
+        "alpha": Field(float, 0.1, "weight of the logit MSE on a memory batch", min=0),
+        "beta": Field(float, 0.5, "weight of the label loss on a second memory batch", min=0),
+    }, "DER++ (Buzzega et al. 2020): DER plus a label loss on a second memory batch"),
     "plfms": StrategyEntry("plfms", "clenv.strategies.plfms:PLFMS", {
         **OPTIM_FIELDS,
         "memory_size": Field(int, None, "memory in samples (default: budget.memory_size, "
