@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,16 +67,36 @@ def test_step_matches_avalanche_agem_plugin():
     assert (delta(start, s.model) + g).abs().max() > 1e-3
 
 
+def _feed(s, batches: int, first: int = 0) -> None:
+    for t in range(first, first + batches):
+        x = np.full((4, 4), t, dtype=np.float32) + np.arange(4, dtype=np.float32)[:, None] / 10
+        s.learn({"x": x}, {"valid": [True] * 4, "y": (np.arange(4) + t) % 5})
+
+
+def test_episodic_memory_holds_past_tasks_only():
+    """Exposed boundaries: memory_size // n_tasks samples of each task, a uniform sample of
+    it, enter the memory at its end; no reference gradient during the first task."""
+    s = ready(AGEM, memory_size=12, sample_size=256)  # 2 tasks: 6 per task
+    _feed(s, 5)
+    assert s.memory.size == 0 and s.staged.size == 6 and s.counters()["extra_forwards"] == 0
+    assert s.counters()["buffer_samples"] == 6
+    s.on_task_end(0)
+    assert s.memory.size == 6 and s.staged.size == 0 and s.staged.n_seen == 0
+    assert set(s.memory.x[:6, 0].floor().tolist()) <= set(range(5))  # task-0 batches only
+    _feed(s, 3, first=10)
+    assert s.counters()["extra_forwards"] == 3  # one reference gradient per step
+    assert s.memory.size == 6 and s.staged.size == 6  # task 1 stays staged until its end
+    assert set(s.memory.x[:6, 0].floor().tolist()) <= set(range(5))
+
+
 def test_memory_sample_is_distinct_and_never_crashes():
     """The reference sample holds min(sample_size, memory) distinct samples: a sample size
     above the memory or of 1 works (Avalanche's per-experience split of sample_size can give
-    a batch of 0 and fail)."""
+    a batch of 0 and fail). Hidden boundaries: one reservoir over the stream."""
     for size in (1, 1000):
-        s = ready(AGEM, memory_size=12, sample_size=size)
-        x = torch.randn(4, 4)
-        for t in range(5):
-            s.learn({"x": x.numpy()}, {"valid": [True] * 4, "y": (torch.arange(4) + t % 2)
-                                       .numpy() % 5})
+        s = ready(AGEM, tiny_spec(boundaries=False), memory_size=12, sample_size=size)
+        _feed(s, 5)
+        assert s.staged is None and s.memory.size == 12
         idx = s.memory.sample_indices(size, replace=False)
         assert len(idx) == min(size, 12) and len(set(idx.tolist())) == len(idx)
         assert s.counters()["extra_forwards"] == 4  # a reference gradient from step 2 on

@@ -21,17 +21,29 @@ def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
 
 
 class AGEM(SupervisedStrategy):
-    """Online A-GEM on a reservoir memory (updated after every batch, so boundaries may be
-    hidden); the reference gradient uses ``sample_size`` distinct memory samples."""
+    """A-GEM; the reference gradient uses ``sample_size`` distinct memory samples.
+
+    Memory, with exposed boundaries (the paper's episodic memory of past tasks): each task
+    keeps ``memory_size // n_tasks`` of its samples, a uniform sample drawn by reservoir
+    sampling while the task streams (``staged``), moved into the memory at the task end, so
+    the reference gradient sees past tasks only. With hidden boundaries (online variant): one
+    reservoir over the whole stream, updated after every batch.
+    """
 
     fields = STRATEGIES["agem"].fields
     families = ("single_label",)
-    state_attributes = ("memory", "extra_forwards")
+    state_attributes = ("memory", "staged", "extra_forwards")
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
         capacity = self.params.get("memory_size") or spec.memory_size or 500
         dtype = torch.uint8 if spec.image else torch.float32
+        self.staged: ReservoirBuffer | None = None
+        if spec.boundaries:
+            per_task = max(1, capacity // max(1, spec.n_tasks))
+            capacity = per_task * max(1, spec.n_tasks)
+            self.staged = ReservoirBuffer(per_task, spec.input_shape, dtype, self.rng,
+                                          self.device, label_shape=label_shape(spec))
         self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
                                       label_shape=label_shape(spec))
         self.sample_size = int(self.params.get("sample_size") or 256)
@@ -48,8 +60,21 @@ class AGEM(SupervisedStrategy):
                           if len(idx) else None)
             loss = self.step(x, y)
         self.g_ref = None
-        self.memory.add(x, y)
+        (self.memory if self.staged is None else self.staged).add(x, y)
         return {} if loss is None else {"loss": loss.item()}
+
+    def on_task_end(self, task: int) -> None:
+        """Move the task's staged samples into the episodic memory (exposed boundaries)."""
+        super().on_task_end(task)
+        staged, memory = self.staged, self.memory
+        if staged is None or staged.size == 0:
+            return
+        n = min(staged.size, memory.capacity - memory.size)
+        memory.x[memory.size:memory.size + n] = staged.x[:n]
+        memory.y[memory.size:memory.size + n] = staged.y[:n]
+        memory.size += n
+        memory.n_seen += staged.n_seen
+        staged.size = staged.n_seen = 0
 
     def reference_gradient(self, raw_x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The flattened gradient of the (masked) loss on a memory sample, in train mode."""
@@ -77,7 +102,7 @@ class AGEM(SupervisedStrategy):
 
     def counters(self) -> dict[str, int]:
         c = super().counters()
-        c["buffer_samples"] = self.memory.size
-        c["buffer_bytes"] = self.memory.nbytes
+        c["buffer_samples"] = self.memory.size + (self.staged.size if self.staged else 0)
+        c["buffer_bytes"] = self.memory.nbytes + (self.staged.nbytes if self.staged else 0)
         c["extra_forwards"] = self.extra_forwards
         return c
