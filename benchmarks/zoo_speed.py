@@ -152,7 +152,7 @@ def main() -> None:
     times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in jobs}
     accs: dict[str, tuple[float, float]] = {}
     for r in range(args.reps + 1):
-        for name, (m, native, avl) in jobs.items():
+        for name, (_, native, avl) in jobs.items():
             tn, mn = timed(native)
             ta, acc_a = float("nan"), float("nan")
             if avl is not None and name not in failed:

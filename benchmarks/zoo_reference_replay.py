@@ -1,0 +1,141 @@
+"""Run-level reference check of A-GEM, ER-ACE, DER and DER++ (issue 19, item 3): native
+clenv against Avalanche 0.6 through clenv's adapter (``strategy: {name: avalanche, ...}``).
+
+Same stream, initial weights and budgets: scenarios/quickstart.yaml (synthetic, 10 classes,
+5 disjoint tasks, online batch 10, MLP [128, 128], SGD lr 0.05, memory 200, one step per
+batch) with exposed boundaries, 5 paired seeds (learner and stream seed s for both sides);
+Avalanche consolidates at task ends (``consolidate: task``). Avalanche's arguments mirror the
+presets: AGEM(patterns_per_exp = 200 / 5, sample_size 256); ER_ACE(mem_size 200,
+batch_size_mem 10); DER(mem_size 200, batch_size_mem 10, alpha 0.3, beta 0) for DER and
+alpha 0.1, beta 0.5 for DER++.
+
+Per method: final accuracy (mean ± std over seeds, points) of native, Avalanche and a
+diagnostic native variant whose loss does not mask the logits of unseen classes (Avalanche's
+criterion is plain cross-entropy over all classes; clenv's masks classes not yet seen), then
+the paired 95% CIs native − Avalanche and diagnostic − Avalanche and whether the native one
+lies within ±2 points. Finally, Avalanche's AGEM with one experience per batch
+(``consolidate: batch``) and sample_size 64: its per-experience share sample_size //
+n_experiences reaches 0 and it fails (clenv's A-GEM draws min(sample_size, memory) samples).
+
+    python benchmarks/zoo_reference_replay.py [--seeds 5] [--train-per-class 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evidence_stats import mean_std, paired_ci  # noqa: E402
+
+from clenv.config.loader import load_config  # noqa: E402
+from clenv.errors import UserError  # noqa: E402
+from clenv.runner import Run  # noqa: E402
+from clenv.sweep.stats import paired_difference  # noqa: E402
+
+MEMORY = 200
+METHODS = {
+    "agem": ({"name": "agem", "sample_size": 256},
+             {"class": "AGEM", "args": {"patterns_per_exp": MEMORY // 5, "sample_size": 256}}),
+    "er_ace": ({"name": "er_ace"},
+               {"class": "ER_ACE", "args": {"mem_size": MEMORY, "batch_size_mem": 10}}),
+    "der": ({"name": "der", "alpha": 0.3},
+            {"class": "DER", "args": {"mem_size": MEMORY, "batch_size_mem": 10, "alpha": 0.3,
+                                      "beta": 0.0}}),
+    "derpp": ({"name": "derpp", "alpha": 0.1, "beta": 0.5},
+              {"class": "DER", "args": {"mem_size": MEMORY, "batch_size_mem": 10,
+                                        "alpha": 0.1, "beta": 0.5}}),
+}
+CLASSES = {"agem": "clenv.strategies.agem:AGEM", "er_ace": "clenv.strategies.er_ace:ERACE",
+           "der": "clenv.strategies.der:DER", "derpp": "clenv.strategies.der:DERPlusPlus"}
+
+
+def unmasked(target: str) -> type:
+    """The native class with a loss that ignores the seen-class mask (Avalanche's plain CE);
+    predictions stay masked, as the adapter's are."""
+    from clenv.strategies.registry import import_target
+
+    base = import_target(target, "strategy.name")
+
+    class Unmasked(base):
+        def loss(self, out, y, reduction="mean"):
+            seen = self.seen
+            self.seen = torch.ones_like(seen)
+            try:
+                return super().loss(out, y, reduction)
+            finally:
+                self.seen = seen
+
+    Unmasked.__name__ = f"Unmasked{base.__name__}"
+    return Unmasked
+
+
+def config(strategy: dict, seed: int, train_per_class: int) -> dict:
+    """scenarios/quickstart.yaml with the seed, exposed boundaries and ``strategy``."""
+    raw = yaml.safe_load((REPO / "scenarios" / "quickstart.yaml").read_text())
+    raw.update(seed=seed, threads=1, strategy=strategy, eval={"every": 0},
+               output={"plots": False}, budget={"memory_size": MEMORY})
+    raw["scenario"].update(seed=seed, boundaries="exposed")
+    raw["data"]["train_per_class"] = train_per_class
+    return load_config(raw, base_dir=REPO / "scenarios")
+
+
+def final_accuracy(cfg: dict) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(Run(cfg).execute(None)["final_accuracy"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--train-per-class", type=int, default=300)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    seeds = list(range(args.seeds))
+    print(f"quickstart, {args.train_per_class} train samples per class, memory {MEMORY}, "
+          f"exposed boundaries, seeds {seeds}; final accuracy in points")
+    print("| method | native | Avalanche | native, unmasked CE | native − Avalanche (95% CI) "
+          "| unmasked − Avalanche (95% CI) | within ±2 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (native, avl) in METHODS.items():
+        acc = {"native": [], "avalanche": [], "unmasked": []}
+        for s in seeds:
+            acc["native"].append(final_accuracy(config(native, s, args.train_per_class)))
+            acc["avalanche"].append(final_accuracy(config(
+                {"name": "avalanche", "mode": "online", "consolidate": "task",
+                 "optimizer": "sgd", "lr": 0.05, **avl}, s, args.train_per_class)))
+            diag = {**native, "name": f"zoo_reference_replay:Unmasked_{name}"}
+            acc["unmasked"].append(final_accuracy(config(diag, s, args.train_per_class)))
+        _, lo, hi = paired_difference(acc["native"], acc["avalanche"])
+        inside = lo is not None and lo >= -0.02 and hi <= 0.02
+        print(f"| {name} | {mean_std(acc['native'])} | {mean_std(acc['avalanche'])} | "
+              f"{mean_std(acc['unmasked'])} | {paired_ci(acc['native'], acc['avalanche'])} | "
+              f"{paired_ci(acc['unmasked'], acc['avalanche'])} | {'yes' if inside else 'no'} |",
+              flush=True)
+    cfg = config({"name": "avalanche", "class": "AGEM", "mode": "online", "consolidate": "batch",
+                  "optimizer": "sgd", "lr": 0.05,
+                  "args": {"patterns_per_exp": 4, "sample_size": 64}}, 0, args.train_per_class)
+    try:
+        final_accuracy(cfg)
+        print("Avalanche AGEM, one experience per batch, sample_size 64: ran to the end")
+    except UserError as exc:
+        print(f"Avalanche AGEM, one experience per batch, sample_size 64: {exc}")
+
+
+def __getattr__(name: str):  # zoo_reference_replay:Unmasked_<method> for the diagnostic runs
+    if name.startswith("Unmasked_") and name[9:] in CLASSES:
+        return unmasked(CLASSES[name[9:]])
+    raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    main()
