@@ -10,12 +10,16 @@ batch_size_mem 10); DER(mem_size 200, batch_size_mem 10, alpha 0.3, beta 0) for 
 alpha 0.1, beta 0.5 for DER++.
 
 Per method: final accuracy (mean ± std over seeds, points) of native, Avalanche and a
-diagnostic native variant whose loss does not mask the logits of unseen classes (Avalanche's
-criterion is plain cross-entropy over all classes; clenv's masks classes not yet seen), then
-the paired 95% CIs native − Avalanche and diagnostic − Avalanche and whether the native one
-lies within ±2 points. Finally, Avalanche's AGEM with one experience per batch
-(``consolidate: batch``) and sample_size 64: its per-experience share sample_size //
-n_experiences reaches 0 and it fails (clenv's A-GEM draws min(sample_size, memory) samples).
+diagnostic run that removes one named difference, then the paired 95% CIs native − Avalanche
+(and whether it lies within ±2 points) and the diagnostic's. Diagnostics: A-GEM, DER and DER++
+natively with a loss that does not mask the logits of unseen classes (Avalanche's criterion is
+plain cross-entropy over all classes; clenv's masks classes not yet seen), CI diagnostic −
+Avalanche; ER-ACE: Avalanche's ER_ACE with Avalanche's own reservoir memory in place of its
+class-balanced one (clenv's memory is a reservoir), CI native − diagnostic.
+
+Finally, Avalanche's AGEM with one experience per batch (``consolidate: batch``) and
+sample_size 64: its per-experience share sample_size // n_experiences reaches 0 and it fails
+(clenv's A-GEM draws min(sample_size, memory) samples).
 
     python benchmarks/zoo_reference_replay.py [--seeds 5] [--train-per-class 300]
 """
@@ -54,6 +58,21 @@ METHODS = {
               {"class": "DER", "args": {"mem_size": MEMORY, "batch_size_mem": 10,
                                         "alpha": 0.1, "beta": 0.5}}),
 }
+# the diagnostic per method: (label, side, strategy section); side "native": the CI is
+# diagnostic − Avalanche; side "avalanche": native − diagnostic
+AVALANCHE = {"name": "avalanche", "mode": "online", "consolidate": "task", "optimizer": "sgd",
+             "lr": 0.05}
+DIAGNOSTICS = {
+    "agem": ("native, unmasked CE", "native",
+             {**METHODS["agem"][0], "name": "zoo_reference_replay:Unmasked_agem"}),
+    "er_ace": ("Avalanche, reservoir memory", "avalanche",
+               {**AVALANCHE, **METHODS["er_ace"][1],
+                "class": "zoo_reference_replay:ReservoirERACE"}),
+    "der": ("native, unmasked CE", "native",
+            {**METHODS["der"][0], "name": "zoo_reference_replay:Unmasked_der"}),
+    "derpp": ("native, unmasked CE", "native",
+              {**METHODS["derpp"][0], "name": "zoo_reference_replay:Unmasked_derpp"}),
+}
 CLASSES = {"agem": "clenv.strategies.agem:AGEM", "er_ace": "clenv.strategies.er_ace:ERACE",
            "der": "clenv.strategies.der:DER", "derpp": "clenv.strategies.der:DERPlusPlus"}
 
@@ -76,6 +95,20 @@ def unmasked(target: str) -> type:
 
     Unmasked.__name__ = f"Unmasked{base.__name__}"
     return Unmasked
+
+
+def reservoir_er_ace() -> type:
+    """Avalanche's ER_ACE with Avalanche's ReservoirSamplingBuffer as its memory."""
+    from avalanche.training import ER_ACE
+    from avalanche.training.storage_policy import ReservoirSamplingBuffer
+
+    class ReservoirERACE(ER_ACE):
+        def _before_training_exp(self, **kwargs):
+            if not isinstance(self.storage_policy, ReservoirSamplingBuffer):
+                self.storage_policy = ReservoirSamplingBuffer(max_size=self.mem_size)
+            super()._before_training_exp(**kwargs)
+
+    return ReservoirERACE
 
 
 def config(strategy: dict, seed: int, train_per_class: int) -> dict:
@@ -103,24 +136,25 @@ def main() -> None:
     seeds = list(range(args.seeds))
     print(f"quickstart, {args.train_per_class} train samples per class, memory {MEMORY}, "
           f"exposed boundaries, seeds {seeds}; final accuracy in points")
-    print("| method | native | Avalanche | native, unmasked CE | native − Avalanche (95% CI) "
-          "| unmasked − Avalanche (95% CI) | within ±2 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | native | Avalanche | native − Avalanche (95% CI) | within ±2 | "
+          "diagnostic | diagnostic's accuracy | its CI (95%) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, (native, avl) in METHODS.items():
-        acc = {"native": [], "avalanche": [], "unmasked": []}
+        label, side, diag = DIAGNOSTICS[name]
+        acc = {"native": [], "avalanche": [], "diagnostic": []}
         for s in seeds:
             acc["native"].append(final_accuracy(config(native, s, args.train_per_class)))
-            acc["avalanche"].append(final_accuracy(config(
-                {"name": "avalanche", "mode": "online", "consolidate": "task",
-                 "optimizer": "sgd", "lr": 0.05, **avl}, s, args.train_per_class)))
-            diag = {**native, "name": f"zoo_reference_replay:Unmasked_{name}"}
-            acc["unmasked"].append(final_accuracy(config(diag, s, args.train_per_class)))
+            acc["avalanche"].append(final_accuracy(config({**AVALANCHE, **avl}, s,
+                                                          args.train_per_class)))
+            acc["diagnostic"].append(final_accuracy(config(diag, s, args.train_per_class)))
         _, lo, hi = paired_difference(acc["native"], acc["avalanche"])
         inside = lo is not None and lo >= -0.02 and hi <= 0.02
+        diag_ci = (paired_ci(acc["diagnostic"], acc["avalanche"]) if side == "native" else
+                   paired_ci(acc["native"], acc["diagnostic"]))
+        what = "diagnostic − Avalanche" if side == "native" else "native − diagnostic"
         print(f"| {name} | {mean_std(acc['native'])} | {mean_std(acc['avalanche'])} | "
-              f"{mean_std(acc['unmasked'])} | {paired_ci(acc['native'], acc['avalanche'])} | "
-              f"{paired_ci(acc['unmasked'], acc['avalanche'])} | {'yes' if inside else 'no'} |",
-              flush=True)
+              f"{paired_ci(acc['native'], acc['avalanche'])} | {'yes' if inside else 'no'} | "
+              f"{label} | {mean_std(acc['diagnostic'])} | {what}: {diag_ci} |", flush=True)
     cfg = config({"name": "avalanche", "class": "AGEM", "mode": "online", "consolidate": "batch",
                   "optimizer": "sgd", "lr": 0.05,
                   "args": {"patterns_per_exp": 4, "sample_size": 64}}, 0, args.train_per_class)
@@ -131,9 +165,11 @@ def main() -> None:
         print(f"Avalanche AGEM, one experience per batch, sample_size 64: {exc}")
 
 
-def __getattr__(name: str):  # zoo_reference_replay:Unmasked_<method> for the diagnostic runs
+def __getattr__(name: str):  # the diagnostic classes, by name
     if name.startswith("Unmasked_") and name[9:] in CLASSES:
         return unmasked(CLASSES[name[9:]])
+    if name == "ReservoirERACE":
+        return reservoir_er_ace()
     raise AttributeError(name)
 
 
