@@ -122,6 +122,18 @@ def test_memory_keeps_each_sample_with_its_logits_at_training_time():
     assert c["extra_forwards"] == 7  # one memory forward per step once memory is non-empty
 
 
+def test_a_batch_without_a_step_still_enters_the_memory():
+    s = ready(DER, memory_size=20, updates_per_sample=0.05)  # one step per 20 samples
+    for t in range(3):
+        s.learn({"x": np.full((4, 4), t, dtype=np.float32)},
+                {"valid": [True] * 4, "y": np.arange(4)})
+    assert s.grad_steps == 0 and s.memory.size == 12
+    with torch.no_grad():
+        want = s.model(torch.full((1, 4), 2.0))[0]
+    assert torch.allclose(s.memory.logits[8], want, atol=1e-6)
+    assert s.counters()["extra_forwards"] == 3
+
+
 def test_memory_batches_are_distinct_samples():
     s = ready(DER, memory_size=10)
     _fill(s, 10, label=0)

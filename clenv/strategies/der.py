@@ -1,6 +1,8 @@
 """DER and DER++ (Buzzega et al. 2020, "Dark Experience for General Continual Learning: a
 Strong, Simple Baseline"). A reservoir memory keeps each sample with the logits the model gave
-it when it was trained on it (the step's forward pass, before the update). Each step adds
+it when it was trained on it (the step's forward pass, before the update; the last step's when
+``updates_per_sample`` gives several, a forward pass of its own when it gives none). Each step
+adds
 
     DER:   alpha * MSE(f(x'), z')            (x', z') a memory batch with its stored logits
     DER++: + beta * L(f(x''), y'')           (x'', y'') a second, independent memory batch
@@ -59,6 +61,12 @@ class DER(SupervisedStrategy):
         loss = None
         for _ in range(self.n_steps(len(y))):
             loss = self.step(x, y)
+        if self.stream_logits is None and len(y):  # no step on this batch (step credit < 1)
+            if self._mode_matters:
+                self.model.train()
+            with torch.no_grad():
+                self.stream_logits = flat_logits(self.model(self.as_input(x)))
+            self.extra_forwards += 1
         if self.stream_logits is not None:
             self.memory.add(x, y, self.stream_logits)
             self.stream_logits = None
