@@ -12,10 +12,11 @@ alpha 0.1, beta 0.5 for DER++.
 Per method: final accuracy (mean ± std over seeds, points) of native, Avalanche and a
 diagnostic run that removes one named difference, then the paired 95% CIs native − Avalanche
 (and whether it lies within ±2 points) and the diagnostic's. Diagnostics: A-GEM, DER and DER++
-natively with a loss that does not mask the logits of unseen classes (Avalanche's criterion is
-plain cross-entropy over all classes; clenv's masks classes not yet seen), CI diagnostic −
-Avalanche; ER-ACE: Avalanche's ER_ACE with Avalanche's own reservoir memory in place of its
-class-balanced one (clenv's memory is a reservoir), CI native − diagnostic.
+natively with ``mask_unseen: false``, a loss that does not mask the logits of unseen classes
+(Avalanche's criterion is plain cross-entropy over all classes; clenv's masks classes not yet
+seen), CI diagnostic − Avalanche; ER-ACE: Avalanche's ER_ACE with Avalanche's own reservoir
+memory in place of its class-balanced one (clenv's memory is a reservoir), CI native −
+diagnostic.
 
 Finally, Avalanche's AGEM with one experience per batch (``consolidate: batch``) and
 sample_size 64: its per-experience share sample_size // n_experiences reaches 0 and it fails
@@ -63,38 +64,16 @@ METHODS = {
 AVALANCHE = {"name": "avalanche", "mode": "online", "consolidate": "task", "optimizer": "sgd",
              "lr": 0.05}
 DIAGNOSTICS = {
-    "agem": ("native, unmasked CE", "native",
-             {**METHODS["agem"][0], "name": "zoo_reference_replay:Unmasked_agem"}),
+    "agem": ("native, mask_unseen: false", "native",
+             {**METHODS["agem"][0], "mask_unseen": False}),
     "er_ace": ("Avalanche, reservoir memory", "avalanche",
                {**AVALANCHE, **METHODS["er_ace"][1],
                 "class": "zoo_reference_replay:ReservoirERACE"}),
-    "der": ("native, unmasked CE", "native",
-            {**METHODS["der"][0], "name": "zoo_reference_replay:Unmasked_der"}),
-    "derpp": ("native, unmasked CE", "native",
-              {**METHODS["derpp"][0], "name": "zoo_reference_replay:Unmasked_derpp"}),
+    "der": ("native, mask_unseen: false", "native",
+            {**METHODS["der"][0], "mask_unseen": False}),
+    "derpp": ("native, mask_unseen: false", "native",
+              {**METHODS["derpp"][0], "mask_unseen": False}),
 }
-CLASSES = {"agem": "clenv.strategies.agem:AGEM", "er_ace": "clenv.strategies.er_ace:ERACE",
-           "der": "clenv.strategies.der:DER", "derpp": "clenv.strategies.der:DERPlusPlus"}
-
-
-def unmasked(target: str) -> type:
-    """The native class with a loss that ignores the seen-class mask (Avalanche's plain CE);
-    predictions stay masked, as the adapter's are."""
-    from clenv.strategies.registry import import_target
-
-    base = import_target(target, "strategy.name")
-
-    class Unmasked(base):
-        def loss(self, out, y, reduction="mean"):
-            seen = self.seen
-            self.seen = torch.ones_like(seen)
-            try:
-                return super().loss(out, y, reduction)
-            finally:
-                self.seen = seen
-
-    Unmasked.__name__ = f"Unmasked{base.__name__}"
-    return Unmasked
 
 
 def reservoir_er_ace() -> type:
@@ -166,8 +145,6 @@ def main() -> None:
 
 
 def __getattr__(name: str):  # the diagnostic classes, by name
-    if name.startswith("Unmasked_") and name[9:] in CLASSES:
-        return unmasked(CLASSES[name[9:]])
     if name == "ReservoirERACE":
         return reservoir_er_ace()
     raise AttributeError(name)

@@ -135,3 +135,20 @@ def test_crash_then_resume_is_exact(small_cfg, tmp_path, monkeypatch):
     cfg = {**small_cfg, "strategy": {"name": "tests.replay_helpers:KillingAGEM",
                                      "memory_size": 40, "sample_size": 16}}
     crash_and_resume(cfg, tmp_path, monkeypatch)
+
+
+def test_mask_unseen_false_trains_plain_cross_entropy():
+    """mask_unseen: false (clenv.strategies.unmasked): the loss is plain CE over all classes,
+    so unseen classes' logits get gradient; predictions stay masked."""
+    out = torch.randn(3, 5, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 1])
+    masked, plain = ready(AGEM, all_seen=False), ready(AGEM, all_seen=False, mask_unseen=False)
+    for s in (masked, plain):
+        s.seen[:2] = True
+    a, b = out.clone().requires_grad_(), out.clone().requires_grad_()
+    masked.loss(a, y).backward()
+    plain.loss(b, y).backward()
+    assert abs(plain.loss(out, y).item() - F.cross_entropy(out, y).item()) < 1e-6
+    assert torch.all(a.grad[:, 2:] == 0) and torch.all(b.grad[:, 2:] > 0)
+    pred = plain.predict({"x": np.zeros((1, 4), dtype=np.float32)})
+    assert torch.isinf(pred[0, 2:]).all()

@@ -10,6 +10,7 @@ from clenv.strategies.base import SupervisedStrategy
 from clenv.strategies.memory import ReservoirBuffer
 from clenv.strategies.registry import STRATEGIES
 from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.unmasked import UnmaskedOption
 
 
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
@@ -20,7 +21,7 @@ def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
     return g - coef * g_ref
 
 
-class AGEM(SupervisedStrategy):
+class AGEM(UnmaskedOption, SupervisedStrategy):
     """A-GEM; the reference gradient uses ``sample_size`` distinct memory samples.
 
     Memory, with exposed boundaries (the paper's episodic memory of past tasks): each task

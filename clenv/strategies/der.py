@@ -22,6 +22,7 @@ from clenv.strategies.base import SupervisedStrategy
 from clenv.strategies.memory import ReservoirBuffer
 from clenv.strategies.registry import STRATEGIES
 from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.unmasked import UnmaskedOption
 
 
 def flat_logits(out) -> torch.Tensor:
@@ -34,7 +35,7 @@ def rows(out, sel: slice):
     return [o[sel] for o in out] if isinstance(out, (list, tuple)) else out[sel]
 
 
-class DER(SupervisedStrategy):
+class DER(UnmaskedOption, SupervisedStrategy):
     """Stream loss + alpha * logit MSE on a memory batch; memory updated after the steps."""
 
     fields = STRATEGIES["der"].fields

@@ -26,9 +26,10 @@ from clenv.strategies.base import SupervisedStrategy
 from clenv.strategies.memory import ReservoirBuffer
 from clenv.strategies.registry import STRATEGIES
 from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.unmasked import UnmaskedOption
 
 
-class ERACE(SupervisedStrategy):
+class ERACE(UnmaskedOption, SupervisedStrategy):
     """Stream batch + replay batch per step, the stream rows' loss over the present classes."""
 
     fields = STRATEGIES["er_ace"].fields
