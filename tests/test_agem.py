@@ -131,9 +131,12 @@ def test_only_single_label_streams():
         AGEM(lr=0.1).setup(tiny_spec(multi_label=True))
 
 
-def test_crash_then_resume_is_exact(small_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize("boundaries", ["exposed", "hidden"])
+def test_crash_then_resume_is_exact(boundaries, small_cfg, tmp_path, monkeypatch):
+    """Mid-task 2: the staged sample (exposed) or the reservoir (hidden) comes back."""
     cfg = {**small_cfg, "strategy": {"name": "tests.replay_helpers:KillingAGEM",
-                                     "memory_size": 40, "sample_size": 16}}
+                                     "memory_size": 40, "sample_size": 16},
+           "scenario": {**small_cfg["scenario"], "boundaries": boundaries}}
     crash_and_resume(cfg, tmp_path, monkeypatch)
 
 
