@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.config.schema import PATH, Field
-from clenv.data.download import data_root, fetch_cifar, find_or_fetch
+from clenv.config.schema import Field
+from clenv.data.download import archive_fields, data_root, fetch_cifar, find_or_fetch
 from clenv.data.pool import Pool, limit_per_class
 from clenv.data.safe_pickle import load_dict, text
 from clenv.errors import DataError
@@ -19,18 +19,7 @@ NEEDS_ROOT = True
 DOC = "CIFAR-100 python pickles (train, test, meta) in data.root or data.root/cifar-100-python; " \
       "download: true fetches them."
 
-FIELDS: dict[str, Field] = {
-    "root": Field(PATH, None, "folder holding cifar-100-python/ or its train, test and meta "
-                             "files; null: $CLENV_DATA or ~/.cache/clenv/data", nullable=True),
-    "download": Field(bool, False, "fetch and extract the official archive into "
-                                   "root/cifar-100-python when the files are missing "
-                                   "(md5-checked, cached)"),
-    "seed": Field(int, 0, "random seed of subsampling"),
-    "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
-                                 min=1, nullable=True),
-    "max_test_per_class": Field(int, None, "keep at most this many test samples per class",
-                                min=1, nullable=True),
-}
+FIELDS: dict[str, Field] = archive_fields("cifar-100-python", "train, test and meta files")
 
 BASE_FOLDER = "cifar-100-python"
 _FILES = ["train", "test", "meta"]

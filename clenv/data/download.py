@@ -19,6 +19,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from clenv.config.schema import PATH, Field
 from clenv.errors import DataError, EnvironmentFailure
 
 try:
@@ -232,3 +233,20 @@ def fetch_svhn(root: Path, splits: tuple[str, ...]) -> None:
     cls = _torchvision_class("SVHN")
     fetch_files(root, [([cls.split_list[s][0]], cls.split_list[s][1], cls.split_list[s][2])
                        for s in splits])
+
+
+def archive_fields(folder: str, holding: str) -> dict:
+    """The parameters of a source read from an official archive (CIFAR-10/100): ``folder`` is
+    the archive's base folder, ``holding`` what the folder holds."""
+    return {
+        "root": Field(PATH, None, f"folder holding {folder}/ or its {holding}; null: "
+                                  "$CLENV_DATA or ~/.cache/clenv/data", nullable=True),
+        "download": Field(bool, False, "fetch and extract the official archive into "
+                                       f"root/{folder} when the files are missing "
+                                       "(md5-checked, cached)"),
+        "seed": Field(int, 0, "random seed of subsampling"),
+        "max_train_per_class": Field(int, None, "keep at most this many train samples per class",
+                                     min=1, nullable=True),
+        "max_test_per_class": Field(int, None, "keep at most this many test samples per class",
+                                    min=1, nullable=True),
+    }
