@@ -60,11 +60,16 @@ class Method:
 METHODS = [
     Method("lwf", "LwF", lambda p: {"alpha": pick(p, ("alpha",), 1.0),
                                     "temperature": pick(p, ("temperature",), 2.0)}),
-    Method("ewc", "EWC", lambda p: {"ewc_lambda": pick(p, ("ewc_lambda", "lambda"), 10.0),
+    Method("ewc", "EWC", lambda p: {"ewc_lambda": pick(p, ("ewc_lambda",), 10.0),
                                     "mode": "separate"}),
-    Method("si", "SI", lambda p: {"si_lambda": pick(p, ("si_lambda", "lambda", "c"), 1.0)},
+    Method("ewc_online", "EWC", lambda p: {"ewc_lambda": pick(p, ("ewc_lambda",), 10.0),
+                                           "mode": "online",
+                                           "decay_factor": pick(p, ("decay_factor",), 0.9)}),
+    # Avalanche's SI penalty is si_lambda / 2 * sum Omega (theta - theta*)^2: si_lambda = 2 c
+    Method("si", "SI", lambda p: {"si_lambda": 2 * pick(p, ("c",), 0.5),
+                                  "eps": pick(p, ("xi",), 1e-3)},
            False, "Avalanche 0.6's SI penalty is 0 on CPU"),
-    Method("mas", "MAS", lambda p: {"lambda_reg": pick(p, ("lambda_reg", "lambda"), 1.0),
+    Method("mas", "MAS", lambda p: {"lambda_reg": pick(p, ("lambda_reg",), 1.0),
                                     "alpha": pick(p, ("alpha",), 0.5)}),
     Method("agem", "AGEM", lambda p: {"patterns_per_exp": MEMORY // 5,
                                       "sample_size": pick(p, ("sample_size",), 256)}),
@@ -75,7 +80,8 @@ METHODS = [
                                       "alpha": pick(p, ("alpha",), 0.1),
                                       "beta": pick(p, ("beta",), 0.5)}),
     Method("gdumb", "GDumb", lambda p: {"mem_size": MEMORY}, False,
-           "Avalanche's GDumb retrains on its memory after every online batch"),
+           "Avalanche's GDumb retrains on its memory after every online batch, clenv's at "
+           "each evaluation point"),
     Method("icarl", "iCaRL", lambda p: {"memory_size": MEMORY}),
 ]
 
