@@ -19,8 +19,8 @@ class ReservoirBuffer(Stateful):
     owner's, which checkpoints it).
 
     ``logit_dim`` adds a float32 store of one logit row per sample (DER's dark knowledge),
-    written by ``add(x, y, logits)`` into the same slots as x and y and returned by
-    ``sample_logits``; without it the buffer and its draws are exactly those of ER.
+    written by ``add(x, y, logits)`` into the same slots as x and y (index it with
+    ``sample_indices``); without it the buffer and its draws are exactly those of ER.
     """
 
     state_attributes = ("x", "y", "logits", "size", "n_seen")
