@@ -5,14 +5,16 @@ Per method, two runs of the same work through the same Runner (``Run(cfg).execut
 native (the preset strategies/<method>.yaml) and Avalanche (``strategy: {name: avalanche,
 class: ..., args: ...}``, clenv/avalanche/strategy.py, online, consolidating at the exposed
 task ends). Same stream (synthetic 10 classes, 32-d, 5 disjoint tasks, online batch 10), same
-model and initial weights (MLP 32-256-256-10, SGD lr 0.05, one gradient step per batch), same
-memory size (500), same task-end evaluation; torch threads 1; repetitions interleaved
-(native, Avalanche, next method, ...). Prints per method the native and Avalanche samples/s
-(medians) and, last on the row, the ratio: the median of per-repetition time ratios
-Avalanche / native (goal: >= 3). A method whose preset is not in strategies/ is skipped with a
-line. Where Avalanche does different work (GDumb retrains on its memory after every online
-batch; SI's penalty is 0 on CPU in 0.6) the ratio is printed and marked "not the same work",
-and left out of the goal.
+model and initial weights (MLP 32-256-256-10), the preset's optimiser on both sides, one gradient
+step per batch, same memory size (500), same task-end evaluation; torch threads 1; repetitions
+interleaved (native, Avalanche, next method, ...), timed as benchmarks/vs_avalanche.py times
+clenv against Avalanche (medians, ratios per repetition). Prints per method the native and
+Avalanche samples/s (medians) and, last on the row, the ratio: the median of per-repetition
+time ratios Avalanche / native (goal: >= 3). A method whose preset is not in strategies/ is
+skipped with a line. Where Avalanche does different work (GDumb retrains on its memory after
+every online batch; SI's penalty is 0 on CPU in 0.6) the ratio is printed and marked "not the
+same work", and left out of the goal. A method Avalanche fails on through the adapter (ICaRL in
+0.6 needs its deprecated benchmark objects) gets a "failed" row with the error.
 
     python benchmarks/zoo_speed.py [--reps 3] [--train-per-class 500] [--methods agem,der]
 """
