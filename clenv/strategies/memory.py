@@ -17,28 +17,38 @@ class ReservoirBuffer(Stateful):
     samples drawing the same slot wins, as in the sequential algorithm). ``sample`` draws
     indices with replacement. Every draw comes from the seeded numpy generator ``rng`` (the
     owner's, which checkpoints it).
+
+    ``logit_dim`` adds a float32 store of one logit row per sample (DER's dark knowledge),
+    written by ``add(x, y, logits)`` into the same slots as x and y (index it with
+    ``sample_indices``); without it the buffer and its draws are exactly those of ER.
     """
 
-    state_attributes = ("x", "y", "size", "n_seen")
+    state_attributes = ("x", "y", "logits", "size", "n_seen")
 
     def __init__(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype,
                  rng: np.random.Generator, device: str | torch.device = "cpu",
-                 label_shape: tuple[int, ...] = ()) -> None:
+                 label_shape: tuple[int, ...] = (), logit_dim: int | None = None) -> None:
         self.capacity = int(capacity)
         self.x = torch.zeros((self.capacity, *shape), dtype=dtype, device=device)
         self.y = torch.zeros((self.capacity, *label_shape), dtype=torch.int64, device=device)
+        self.logits = (None if logit_dim is None else
+                       torch.zeros((self.capacity, logit_dim), dtype=torch.float32,
+                                   device=device))
         self.size = 0
         self.n_seen = 0
         self.rng = rng
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
         n = len(x)
         if n == 0:
             return
+        store = self.logits is not None and logits is not None
         free = min(n, self.capacity - self.size)
         if free:
             self.x[self.size:self.size + free] = x[:free]
             self.y[self.size:self.size + free] = y[:free]
+            if store:
+                self.logits[self.size:self.size + free] = logits[:free]
             self.size += free
         if free < n:
             seen = self.n_seen + np.arange(free, n)
@@ -53,6 +63,8 @@ class ReservoirBuffer(Stateful):
                 dst = torch.from_numpy(slots[chosen]).to(self.x.device)
                 self.x[dst] = x[src]
                 self.y[dst] = y[src]
+                if store:
+                    self.logits[dst] = logits[src]
         self.n_seen += n
 
     def sample(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +74,18 @@ class ReservoirBuffer(Stateful):
         idx = torch.from_numpy(self.rng.integers(0, self.size, k))
         return self.x[idx], self.y[idx]
 
+    def sample_indices(self, k: int, replace: bool = True) -> torch.Tensor:
+        """Slots of k samples drawn uniformly, with replacement or (replace=False) min(k, size)
+        distinct ones; empty while the buffer is. Index x, y and logits with them."""
+        if self.size == 0:
+            return torch.zeros(0, dtype=torch.int64)
+        if replace:
+            return torch.from_numpy(self.rng.integers(0, self.size, k))
+        return torch.from_numpy(self.rng.choice(self.size, min(k, self.size), replace=False))
+
     @property
     def nbytes(self) -> int:
-        return self.x.element_size() * self.x.nelement() + self.y.element_size() * self.y.nelement()
+        n = self.x.element_size() * self.x.nelement() + self.y.element_size() * self.y.nelement()
+        if self.logits is not None:
+            n += self.logits.element_size() * self.logits.nelement()
+        return n

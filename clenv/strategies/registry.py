@@ -30,6 +30,11 @@ class StrategyEntry:
     doc: str
 
 
+# A-GEM, ER-ACE, DER and DER++ (clenv.strategies.unmasked)
+MASK_UNSEEN = Field(bool, True, "single-label: mask the logits of unseen classes in the loss "
+                    "(clenv's convention); false: plain cross-entropy over all classes, as "
+                    "Avalanche")
+
 STRATEGIES: dict[str, StrategyEntry] = {
     "naive": StrategyEntry("naive", "clenv.strategies.naive:Naive", dict(OPTIM_FIELDS),
                            "fine-tuning on the stream only (the lower reference)"),
@@ -40,6 +45,43 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
                                    "stream batch size)", min=1),
     }, "experience replay: reservoir buffer, vectorised replay sampling"),
+    "agem": StrategyEntry("agem", "clenv.strategies.agem:AGEM", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "mask_unseen": MASK_UNSEEN,
+        "sample_size": Field(int, 256, "memory samples (distinct, at most the memory) of the "
+                             "reference gradient per step (P_ref; the paper: 256)", min=1),
+    }, "A-GEM (Chaudhry et al. 2019): the step's gradient projected when it conflicts with a "
+       "reference gradient on a memory sample"),
+    "er_ace": StrategyEntry("er_ace", "clenv.strategies.er_ace:ERACE", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
+                                   "stream batch size)", min=1),
+        "mask_unseen": MASK_UNSEEN,
+    }, "ER-ACE (Caccia et al. 2022): replay with the stream rows' loss restricted to the "
+       "classes present in the batch"),
+    "der": StrategyEntry("der", "clenv.strategies.der:DER", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory of samples and logits (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per replay term and step "
+                                   "(default: the stream batch size)", min=1),
+        "mask_unseen": MASK_UNSEEN,
+        "alpha": Field(float, 0.3, "weight of the logit MSE on a memory batch", min=0),
+    }, "DER (Buzzega et al. 2020): replay of stored logits (dark knowledge) by MSE"),
+    "derpp": StrategyEntry("derpp", "clenv.strategies.der:DERPlusPlus", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory of samples, labels and logits "
+                             "(default: budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per replay term and step "
+                                   "(default: the stream batch size)", min=1),
+        "alpha": Field(float, 0.1, "weight of the logit MSE on a memory batch", min=0),
+        "mask_unseen": MASK_UNSEEN,
+        "beta": Field(float, 0.5, "weight of the label loss on a second memory batch", min=0),
+    }, "DER++ (Buzzega et al. 2020): DER plus a label loss on a second memory batch"),
     "plfms": StrategyEntry("plfms", "clenv.strategies.plfms:PLFMS", {
         **OPTIM_FIELDS,
         "memory_size": Field(int, None, "memory in samples (default: budget.memory_size, "
