@@ -7,8 +7,9 @@ class: ..., args: ...}``, clenv/avalanche/strategy.py, online, consolidating at 
 task ends). Same stream (synthetic 10 classes, 32-d, 5 disjoint tasks, online batch 10), same
 model and initial weights (MLP 32-256-256-10), the preset's optimiser on both sides, one gradient
 step per batch, same memory size (500), same task-end evaluation; torch threads 1; repetitions
-interleaved (native, Avalanche, next method, ...), timed as benchmarks/vs_avalanche.py times
-clenv against Avalanche (medians, ratios per repetition). Prints per method the native and
+interleaved (native, Avalanche, next method, ...); each run timed in CPU time of this process
+(time.process_time: the runs are in-process with one thread, and CPU time is steadier than wall
+time on a shared machine); medians, ratios per repetition. Prints per method the native and
 Avalanche samples/s (medians) and, last on the row, the ratio: the median of per-repetition
 time ratios Avalanche / native (goal: >= 3). A method whose preset is not in strategies/ is
 skipped with a line. Where Avalanche does different work (GDumb retrains on its memory after
@@ -122,11 +123,11 @@ def avalanche_strategy(m: Method, p: dict) -> dict:
 
 
 def timed(run: Run) -> tuple[float, dict]:
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         metrics = run.execute(None)
-    return time.perf_counter() - t0, metrics
+    return time.process_time() - t0, metrics
 
 
 def main() -> None:
