@@ -122,3 +122,5 @@ def test_the_baselines_sweep_file() -> None:
         assert len(sweep.runs) == 3 * len(raw["strategies"]) * 5
     offline = load_sweep(REPO / "sweeps" / "baselines_offline.yaml")
     assert offline.axes["strategy"] == ["joint"] and len(offline.runs) == 15
+    for name in ("baselines_hierarchical", "baselines_multilabel"):  # one scenario each
+        assert len(load_sweep(REPO / "sweeps" / f"{name}.yaml").runs) == 15
