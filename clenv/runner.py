@@ -214,8 +214,17 @@ def scratch_copies(cfg: dict, env: ContinualEnv, log: EventLog) -> None:
         part = stream.slice(start, stop)
         seen = np.zeros(env.n_classes, dtype=bool)
         seen[stream.labels_of(part["index"])] = True
+        prepare_evaluation(copy)
         counts, _ = evaluator.evaluate(copy, seen, task_aware=False, columns=[pair["b"]])
         log.write({"type": "scratch", "pair": i, "samples": stop - start, "counts": counts})
+
+
+def prepare_evaluation(strategy: Strategy) -> None:
+    """Tell a strategy that an evaluation follows (its optional ``prepare_evaluation`` hook:
+    GDumb retrains on its memory there)."""
+    hook = getattr(strategy, "prepare_evaluation", None)
+    if hook is not None:
+        hook()
 
 
 def _joint_params(cfg: dict) -> dict:
@@ -317,6 +326,9 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     t_start = time.perf_counter()
 
     def record(kind: str, **extra) -> None:
+        tp = time.perf_counter()
+        prepare_evaluation(strategy)  # e.g. GDumb retrains here: training time
+        wall["train"] += time.perf_counter() - tp
         te = time.perf_counter()
         pos = env.position
         seen = stream.seen_mask(pos)

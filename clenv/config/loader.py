@@ -394,6 +394,9 @@ def check_strategy_needs(cfg: dict) -> None:
         raise ConfigError("strategy.forgetting.per", "counting steps per task needs task "
                           "boundaries, which this scenario hides",
                           "set per: run or scenario.boundaries: exposed")
+    if name in TASK_END_STRATEGIES and sc.get("boundaries", "exposed") != "exposed":
+        raise ConfigError("strategy.name", f"{name} consolidates at task ends and needs them "
+                          "exposed", "set scenario.boundaries: exposed")
     if cfg["output"].get("checkpoint_every"):
         if name in STRATEGIES:
             ok = name not in NO_CHECKPOINTS
@@ -409,6 +412,8 @@ def check_strategy_needs(cfg: dict) -> None:
 
 # registered strategies without the state protocol (checkpoints and --resume)
 NO_CHECKPOINTS = ("avalanche", "agcd")
+# registered strategies that consolidate at task ends (refused with hidden boundaries)
+TASK_END_STRATEGIES = ("lwf", "ewc", "si", "mas", "bic", "rainbow")
 
 
 def dump_config(cfg: dict) -> str:

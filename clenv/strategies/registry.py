@@ -96,6 +96,39 @@ STRATEGIES: dict[str, StrategyEntry] = {
                                 min=0, max=1),
     }, "CLIB (Koh et al. 2022): importance memory, memory-only training, adaptive learning "
        "rate"),
+    "mir": StrategyEntry("mir", "clenv.strategies.mir:MIR", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "retrieved samples per step, k (default: the "
+                                   "stream batch size)", min=1),
+        "candidates": Field(int, 50, "memory samples scored per step, C (the official "
+                            "code's subsample: 50)", min=1),
+    }, "MIR (Aljundi et al. 2019): replays the memory samples a virtual step on the stream "
+       "batch would hurt most"),
+    "scr": StrategyEntry("scr", "clenv.strategies.scr:SCR", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "reservoir memory in samples (default: "
+                             "budget.memory_size, else 500)", min=1),
+        "replay_batch_size": Field(int, None, "memory samples per step (default: the stream "
+                                   "batch size)", min=1),
+        "temperature": Field(float, 0.07, "SupCon temperature T (the official SCR: 0.07)",
+                             min=1e-6),
+        "projection_dim": Field(int, 128, "output size of the projection head", min=1),
+    }, "SCR (Mai et al. 2021): supervised contrastive replay, nearest-class-mean prediction"),
+    "bic": StrategyEntry("bic", "clenv.strategies.bic:BiC", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "memory in samples, validation share included "
+                             "(default: budget.memory_size, else 500)", min=1),
+        "val_share": Field(float, 0.1, "share of the memory held out, class-balanced, to fit "
+                           "the bias layer (the paper: 0.1)", min=0, max=1),
+        "replay_batch_size": Field(int, None, "replayed samples per step (default: the "
+                                   "stream batch size)", min=1),
+        "temperature": Field(float, 2.0, "distillation temperature T", min=1e-6),
+        "bias_epochs": Field(int, 200, "epochs of the bias-layer fit at each task end", min=1),
+        "bias_lr": Field(float, 0.1, "SGD rate of the bias-layer fit (momentum 0.9)", min=0),
+    }, "BiC (Wu et al. 2019): replay + distillation, a bias layer on the new classes fitted "
+       "on held-out memory at task ends"),
     "multilane": StrategyEntry("multilane", "clenv.strategies.multilane:MultiLaneStrategy", {
         "lr": Field(float, 1e-3, "Adam learning rate of the current lane and the head", min=0),
         "n_selectors": Field(int, 10, "selector tokens per lane (S)", min=1),
@@ -112,12 +145,85 @@ STRATEGIES: dict[str, StrategyEntry] = {
                                     "(default: one step per Env batch)", min=0),
     }, "MULTI-LANE (De Min et al. 2024): frozen ViT, one lane of selector tokens and prompts "
        "per task, summed masked logits"),
+    "lwf": StrategyEntry("lwf", "clenv.strategies.lwf:LwF", {
+        **OPTIM_FIELDS,
+        "alpha": Field(float, 1.0, "weight of the distillation term", min=0),
+        "temperature": Field(float, 2.0, "distillation temperature T", min=1e-9),
+    }, "Learning without Forgetting (Li & Hoiem 2016): distillation from the model of the "
+       "last task end"),
+    "ewc": StrategyEntry("ewc", "clenv.strategies.ewc:EWC", {
+        **OPTIM_FIELDS,
+        "ewc_lambda": Field(float, 10.0, "penalty weight lambda", min=0),
+        "mode": Field(str, "separate", "separate: one Fisher and anchor per task; online: "
+                      "F = decay_factor * F_old + F_task, anchor of the last task end "
+                      "(Schwarz et al. 2018)", choices=("separate", "online")),
+        "decay_factor": Field(float, 0.9, "online mode: decay gamma of the running Fisher",
+                              min=0, max=1),
+        "importance_samples": Field(int, None, "task samples kept for the Fisher (default: "
+                                    "the whole task; fewer: a reservoir)", min=1),
+        "importance_grads": Field(str, "batch", "batch: mean over batches of the batch "
+                                  "gradient's square (Avalanche); sample: mean over samples "
+                                  "of per-sample ones (the paper; torch.func)",
+                                  choices=("batch", "sample")),
+    }, "Elastic Weight Consolidation (Kirkpatrick et al. 2017), separate or online"),
+    "si": StrategyEntry("si", "clenv.strategies.si:SI", {
+        **OPTIM_FIELDS,
+        "c": Field(float, 0.1, "penalty weight c (Avalanche's si_lambda / 2)", min=0),
+        "xi": Field(float, 1e-3, "damping xi of Omega = omega / (Delta^2 + xi)", min=0),
+        "path_gradient": Field(str, "task", "gradient in the path integral: task (the "
+                               "paper's) or total (penalty included, as Avalanche)",
+                               choices=("task", "total")),
+        "omega_max": Field(float, None, "clip Omega at this value in the penalty (default: "
+                           "none, as the paper; Avalanche 0.6: 0.001)", min=0),
+    }, "Synaptic Intelligence (Zenke et al. 2017): path-integral importances"),
+    "mas": StrategyEntry("mas", "clenv.strategies.mas:MAS", {
+        **OPTIM_FIELDS,
+        "lambda_reg": Field(float, 1.0, "penalty weight lambda", min=0),
+        "alpha": Field(float, 0.5, "Omega = alpha * Omega_old + (1 - alpha) * Omega_task",
+                       min=0, max=1),
+        "importance_samples": Field(int, None, "task samples kept for the importances "
+                                    "(default: the whole task; fewer: a reservoir)", min=1),
+        "importance_grads": Field(str, "batch", "batch: mean over batches of the batch "
+                                  "gradient's absolute value (Avalanche); sample: mean over "
+                                  "samples of per-sample ones (the paper; torch.func)",
+                                  choices=("batch", "sample")),
+    }, "Memory Aware Synapses (Aljundi et al. 2018): output-sensitivity importances"),
     "joint": StrategyEntry("joint", "clenv.strategies.joint:Joint", {
         **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
         "epochs": Field(int, None, "epochs over all data seen so far at each task end "
                         "(default: scenario.epochs)", min=1),
         "batch_size": Field(int, 32, "training batch size", min=1),
     }, "retrains from scratch on all data seen so far at each task end (upper reference)"),
+    "gdumb": StrategyEntry("gdumb", "clenv.strategies.gdumb:GDumb", {
+        **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
+        "lr": Field(float, 0.05, "maximum learning rate of each retraining (GDumb: 0.05)",
+                    min=0),
+        "momentum": Field(float, 0.9, "SGD momentum (GDumb: 0.9)", min=0, max=1),
+        "weight_decay": Field(float, 1e-6, "L2 penalty (GDumb: 1e-6)", min=0),
+        "memory_size": Field(int, None, "memory in samples (default: budget.memory_size, "
+                             "else 500)", min=1),
+        "retrain": Field(str, "evaluation", "evaluation: retrain before every evaluation "
+                         "(task ends and anytime points) after the memory changed; task_end: "
+                         "only at task ends (offline GDumb)", choices=("evaluation", "task_end")),
+        "epochs": Field(int, 16, "epochs of each retraining (the paper: 128-256)", min=1),
+        "batch_size": Field(int, 16, "retraining batch size (GDumb: 16)", min=1),
+        "sgdr": Field(bool, True, "SGDR rate per epoch (warm restarts, T_0 = 1, T_mult = 2); "
+                      "false: constant lr"),
+        "min_lr": Field(float, 0.0005, "SGDR's minimum rate (GDumb: 0.0005)", min=0),
+        "warmup": Field(bool, True, "first epoch at lr / 10 (GDumb's warm start)"),
+        "clip": Field(float, 10.0, "gradient norm clip (GDumb: 10; 0: none)", min=0),
+    }, "GDumb (Prabhu et al. 2020): greedy class-balanced memory, a model retrained from "
+       "scratch on it at each evaluation point"),
+    "icarl": StrategyEntry("icarl", "clenv.strategies.icarl:ICaRL", {
+        **OPTIM_FIELDS,
+        "lr": Field(float, 0.5, "learning rate (sigmoid BCE averaged over seen classes has "
+                    "small gradients; the paper: 2.0 at batch 128)", min=0),
+        "memory_size": Field(int, None, "exemplars in all (default: budget.memory_size, else "
+                             "500); m = memory_size // classes seen per class", min=1),
+        "replay_batch_size": Field(int, None, "exemplars replayed per step (default: the "
+                                   "stream batch size)", min=0),
+    }, "iCaRL (Rebuffi et al. 2017): herding exemplars, nearest-mean-of-exemplars "
+       "classification, distillation from the previous model"),
     "avalanche": StrategyEntry("avalanche", "clenv.avalanche.strategy:AvalancheStrategy", {
         **{k: v for k, v in OPTIM_FIELDS.items() if k != "updates_per_sample"},
         "class": Field(str, doc="an Avalanche training strategy: a name from "
@@ -211,6 +317,9 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
         if name == "joint":
             raise ConfigError(f"{key}.schedule", "joint retrains from scratch at every task end "
                               "with a constant rate", f"remove {key}.schedule")
+        if name == "gdumb":
+            raise ConfigError(f"{key}.schedule", "gdumb retrains a fresh model with its own "
+                              "rate (sgdr, min_lr, warmup)", f"remove {key}.schedule")
         adaptive_ok = ":" in name and getattr(import_target(name, f"{key}.name"),
                                               "adaptive_lr", False)
         out["schedule"] = validate_schedule(plugins["schedule"], f"{key}.schedule", name,
