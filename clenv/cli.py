@@ -274,9 +274,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from clenv.sweep.cli import cmd_compare_sweep
 
         return cmd_compare_sweep(args)
-    if args.baseline or args.sort or args.metrics or args.all or args.diff_metric:
-        raise UserError("--baseline, --sort, --metrics, --diff-metric and --all apply to one "
-                        "sweep folder (holding sweep.json); give the folder clenv sweep wrote")
+    if args.baseline or args.sort or args.metrics or args.all or args.diff_metric or args.out:
+        raise UserError("--baseline, --sort, --metrics, --diff-metric, --all and --out apply to "
+                        "one sweep folder (holding sweep.json); give the folder clenv sweep "
+                        "wrote")
     from clenv.sweep.aggregate import require_one_metrics_version
 
     loaded = {d: _metrics_of(d) for d in args.dirs}

@@ -413,7 +413,7 @@ def check_strategy_needs(cfg: dict) -> None:
 # registered strategies without the state protocol (checkpoints and --resume)
 NO_CHECKPOINTS = ("avalanche", "agcd")
 # registered strategies that consolidate at task ends (refused with hidden boundaries)
-TASK_END_STRATEGIES = ("lwf", "ewc", "si", "mas", "bic")
+TASK_END_STRATEGIES = ("lwf", "ewc", "si", "mas", "bic", "rainbow")
 
 
 def dump_config(cfg: dict) -> str:

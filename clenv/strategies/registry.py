@@ -103,6 +103,41 @@ STRATEGIES: dict[str, StrategyEntry] = {
                                 min=0, max=1),
     }, "PL-FMS (Lee et al. 2023): importance memory, hierarchy-aware pseudo-labels, flexible "
        "memory sampling"),
+    "rainbow": StrategyEntry("rainbow", "clenv.strategies.rainbow:RainbowMemory", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "memory in samples (default: budget.memory_size, "
+                             "else 500)", min=1),
+        "candidate_size": Field(int, None, "the task's stream samples kept as candidates for "
+                                "the task-end update, a reservoir (default: memory_size)",
+                                min=1),
+        "replay_batch_size": Field(int, None, "memory samples per step beside the stream "
+                                   "batch (default: the stream batch size)", min=1),
+        "n_views": Field(int, 12, "perturbed views per candidate for the uncertainty "
+                         "(official: 12)", min=1),
+        "view_policy": Field(str, "cifar10", "image pools: the AutoAugment policy of the "
+                             "views (official vr_autoaug)", choices=("cifar10", "imagenet",
+                                                                     "svhn")),
+        "noise_std": Field(float, 0.5, "vector pools: Gaussian view noise, in units of each "
+                           "feature's standard deviation over the candidates", min=0),
+        "memory_epochs": Field(int, 1, "epochs on the memory alone after each task-end "
+                               "update (i-Blurry's RM: 256)", min=0),
+        "memory_batch_size": Field(int, None, "batch size of the memory epochs (default: "
+                                   "the stream batch size)", min=1),
+    }, "Rainbow Memory (Bang et al. 2021): uncertainty-diverse memory per class at task ends, "
+       "memory-only epochs"),
+    "clib": StrategyEntry("clib", "clenv.strategies.clib:CLIB", {
+        **OPTIM_FIELDS,
+        "memory_size": Field(int, None, "memory in samples (default: budget.memory_size, "
+                             "else 500)", min=1),
+        "memory_batch_size": Field(int, None, "memory samples per step, the only training "
+                                   "samples (default: the stream batch size)", min=1),
+        "importance_period": Field(int, 1, "gradient steps between importance updates "
+                                   "(i-Blurry's CLIB: 1)", min=1),
+        "importance_ema": Field(float, 0.9, "importance step: s -= (1 - importance_ema) * "
+                                "(loss change - mean(s_drawn) / n_drawn) on the drawn samples",
+                                min=0, max=1),
+    }, "CLIB (Koh et al. 2022): importance memory, memory-only training, adaptive learning "
+       "rate"),
     "mir": StrategyEntry("mir", "clenv.strategies.mir:MIR", {
         **OPTIM_FIELDS,
         "memory_size": Field(int, None, "reservoir memory in samples (default: "

@@ -139,6 +139,7 @@ def table(d: str | Path, *, metrics: list[str] | None = None, baseline: str | No
         shown_axes = axes
     else:
         groups, match, shown_axes = group_runs(index, metrics_of, axes), axes, axes
+    metrics = metrics or index.get("metrics")  # the sweep file's own default columns
     names = list(metrics) if metrics else [
         m for m in DEFAULT_METRICS
         if any(_metric(r, m) is not None for g in groups for r in g.runs)]
@@ -290,3 +291,30 @@ def compare_sweep(d: str | Path, **kw) -> tuple[str, str]:
     write_text_atomic(Path(d) / CSV_NAME, csv_text)
     write_text_atomic(Path(d) / MD_NAME, md_text)
     return csv_text, md_text
+
+
+def merged_table_text(path: str | Path, md_text: str, section: str) -> str:
+    """The text of the Markdown file ``path`` with ``md_text`` between the lines
+    ``<!-- clenv compare SECTION -->`` and ``<!-- /clenv compare SECTION -->`` (replacing what
+    was there; appended with the markers when the file lacks them; the whole file when it is
+    absent). The rest of the file is kept as it is. Raises UserError before anything is
+    written when the folder is missing or the markers are broken."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"--out {path}: folder {path.parent} does not exist; create it first")
+    begin, end = f"<!-- clenv compare {section} -->", f"<!-- /clenv compare {section} -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{md_text.rstrip()}\n{end}"
+    i, j = text.find(begin), text.find(end)
+    if i >= 0 and j > i:
+        return text[:i] + block + text[j + len(end):]
+    if i >= 0 or j >= 0:
+        raise UserError(f"--out {path}: one of the markers {begin!r} and {end!r} is missing "
+                        "or they are out of order; fix the file")
+    return (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+
+
+def write_table_into(path: str | Path, md_text: str, section: str) -> Path:
+    """Write ``merged_table_text`` to ``path``."""
+    write_text_atomic(Path(path), merged_table_text(path, md_text, section))
+    return Path(path)

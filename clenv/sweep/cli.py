@@ -37,6 +37,10 @@ def add_compare_args(cp: argparse.ArgumentParser) -> None:
                     "(default: the first one)")
     cp.add_argument("--all", action="store_true", help="sweep folder with select: every "
                     "configuration, not only the selected ones")
+    cp.add_argument("--out", help="sweep folder: also put the Markdown table into this file, "
+                    "between <!-- clenv compare SECTION --> markers (the rest is kept)")
+    cp.add_argument("--section", default="table", help="with --out: the marker's name "
+                    "(default: table), so one file can hold several tables")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -66,11 +70,19 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
 
     d = args.dirs[0]
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if getattr(args, "out", None):  # refuse a bad target before any file is written
+        from clenv.sweep.aggregate import merged_table_text
+
+        merged_table_text(args.out, "", args.section)
     csv_text, md_text = compare_sweep(d, metrics=metrics, baseline=args.baseline,
                                       diff_metric=args.diff_metric, sort=args.sort,
                                       ascending=args.ascending, all_configs=args.all)
     print(csv_text if args.format == "csv" else md_text, end="")
     print(f"wrote {Path(d) / CSV_NAME} and {Path(d) / MD_NAME}")
+    if getattr(args, "out", None):
+        from clenv.sweep.aggregate import write_table_into
+
+        print(f"wrote {write_table_into(args.out, md_text, args.section)}")
     return 0
 
 

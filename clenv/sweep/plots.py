@@ -75,15 +75,24 @@ def plot_sweep(d: str | Path, out: str | Path) -> Path:
     if not groups:
         raise UserError(f"{d}: no run of the sweep is complete yet; run clenv sweep first")
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # a base axis (one scenario per value) gets a row of panels per scenario
+    rows = list(dict.fromkeys(g.key["base"] for g in groups)) if "base" in axes else [None]
+    fig, panels = plt.subplots(len(rows), 2, figsize=(11, 4.2 * len(rows)), sharey=True,
+                               squeeze=False)
+    n_strats = len({_label(g.key.get("strategy", "run")) for g in groups})
+    colours = (plt.rcParams["axes.prop_cycle"].by_key()["color"] if n_strats <= 10
+               else [plt.get_cmap("tab20")(i % 20) for i in range(n_strats)])
     strategy_colour: dict[str, str] = {}
     style_of: dict[str, str] = {}
-    task_ends: list[int] = []
+    task_ends_of: dict = {}
     for g in groups:
+        row = rows.index(g.key["base"]) if rows != [None] else 0
+        left, right = panels[row]
+        task_ends = task_ends_of.setdefault(row, [])
         strat = _label(g.key.get("strategy", "run"))
         colour = strategy_colour.setdefault(strat, colours[len(strategy_colour) % len(colours)])
-        rest = json.dumps({a: v for a, v in g.key.items() if a != "strategy"}, sort_keys=True)
+        rest = json.dumps({a: v for a, v in g.key.items() if a not in ("strategy", "base")},
+                          sort_keys=True)
         style = style_of.setdefault(rest, LINESTYLES[len(style_of) % len(LINESTYLES)])
         seen_c, first_c = [], []
         for r in g.runs:
@@ -91,24 +100,29 @@ def plot_sweep(d: str | Path, out: str | Path) -> Path:
             x, seen, first, start = run_curves(events)
             seen_c.append((x, seen))
             first_c.append((x, first))
-            task_ends = task_ends or start["task_ends"][:-1]
+            if not task_ends:
+                task_ends.extend(start["task_ends"][:-1])
         label = ", ".join(_label(v) if a == "strategy" else f"{a}={_label(v)}"
-                          for a, v in g.key.items()) or "runs"
+                          for a, v in g.key.items() if a != "base") or "runs"
         label += f" (n={len(g.runs)})"
         for ax, curves in ((left, seen_c), (right, first_c)):
             x, m, s = _band(curves)
             ax.plot(x, m, color=colour, linestyle=style, label=label, lw=1.6)
             ax.fill_between(x, m - s, m + s, color=colour, alpha=0.18, lw=0)
-    for ax, title in ((left, "accuracy on the classes seen so far"),
-                      (right, "accuracy on task 0 (forgetting curve)")):
-        for t in task_ends:
-            ax.axvline(t, color="0.8", lw=0.8, zorder=0)
-        ax.set_title(title)
-        ax.set_xlabel("stream samples")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    left.set_ylabel(f"accuracy (mean ± std over {', '.join(reps) or 'runs'})")
-    right.legend(fontsize=8, loc="best")
+    for row, base in enumerate(rows):
+        left, right = panels[row]
+        where = "" if base is None else f"{base}: "
+        for ax, title in ((left, "accuracy on the classes seen so far"),
+                          (right, "accuracy on task 0 (forgetting curve)")):
+            for t in task_ends_of.get(row, []):
+                ax.axvline(t, color="0.8", lw=0.8, zorder=0)
+            ax.set_title(where + title)
+            ax.set_xlabel("stream samples")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        left.set_ylabel(f"accuracy (mean ± std over {', '.join(reps) or 'runs'})")
+    panels[0][1].legend(fontsize=8 if n_strats <= 10 else 6, loc="best",
+                        ncol=1 if n_strats <= 10 else 2)
     fig.suptitle(index.get("name", "sweep"))
     fig.tight_layout()
     out = Path(out)

@@ -30,7 +30,7 @@ from clenv.errors import ConfigError
 SWEEP_FIELDS: dict[str, Field] = {
     "name": Field(str, None, "sweep name (default: the file's stem)"),
     "base": Field(object, None, "the base run config: a YAML path (relative to the sweep "
-                  "file) or a mapping"),
+                  "file) or a mapping; a list of them is the `base` axis (one per scenario)"),
     "set": Field(dict, {}, "fixed overrides for every run: dotted key -> value"),
     "strategies": Field(list, None, "strategy axis: presets (strategies/*.yaml names) or "
                         "strategy mappings"),
@@ -45,6 +45,7 @@ SWEEP_FIELDS: dict[str, Field] = {
                      min=1),
     "resources": Field(dict, {}, "ray backend: resources per run, e.g. {cpus: 1, gpus: 0}"),
     "select": Field(dict, None, "hyper-parameter selection (CL-legal): metric, on, k, among"),
+    "metrics": Field(list, None, "the metrics clenv compare shows by default", item=str),
 }
 RESOURCE_FIELDS: dict[str, Field] = {
     "cpus": Field(float, 1.0, "CPUs per run", min=0),
@@ -84,6 +85,7 @@ class Sweep:
     resources: dict
     select: dict | None
     runs: list[RunSpec] = field(default_factory=list)
+    metrics: list[str] | None = None  # clenv compare's default columns
 
     def index(self) -> dict:
         """The static part of sweep.json."""
@@ -91,6 +93,7 @@ class Sweep:
                 "axes": {k: [_jsonable(v) for v in vals] for k, vals in self.axes.items()},
                 "replicates": self.replicates, "select": self.select,
                 "threads": self.threads, "resources": self.resources,
+                **({"metrics": self.metrics} if self.metrics else {}),
                 "runs": [{"id": r.id, "dir": f"runs/{r.id}", "params": r.params}
                          for r in self.runs]}
 
@@ -125,6 +128,8 @@ def run_id(params: dict[str, Any], cfg: dict) -> str:
             parts.append(_short(v))
         elif k == "seed":
             parts.append(f"s{_short(v)}")
+        elif k == "base":  # a scenario's name
+            parts.append(_short(v))
         else:
             parts.append(f"{k.rsplit('.', 1)[-1]}{_short(v)}")
     prefix = "_".join(parts)[:60]
@@ -162,26 +167,28 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
     base = s["base"]
     if base is None:
         raise ConfigError("base", "missing required key", "give a config path or mapping")
-    if isinstance(base, str):
-        bpath = Path(base).expanduser()
-        if not bpath.is_absolute() and sweep_dir is not None:
-            bpath = sweep_dir / bpath
-        base_raw = read_yaml(bpath, key="base")
-        base_dir: Path | None = bpath.resolve().parent
-        base_name = bpath.stem
-    elif isinstance(base, dict):
-        base_raw, base_dir, base_name = copy.deepcopy(base), sweep_dir, name
+    if isinstance(base, list):  # the base axis: one base config per value
+        if not base:
+            raise ConfigError("base", "expected a non-empty list of configs",
+                              "give one path or mapping per scenario")
+        bases: dict[str, tuple[dict, Path | None]] = {}
+        for i, b in enumerate(base):
+            raw_i, dir_i = _read_base(b, f"base[{i}]", sweep_dir, f"{name}{i}")
+            label = raw_i["name"]
+            if label in bases:
+                raise ConfigError(f"base[{i}]", f"a second base named {describe(label)}",
+                                  "give each base config its own name")
+            bases[label] = (raw_i, dir_i)
+        base_raw, base_dir = next(iter(bases.values()))
     else:
-        raise ConfigError("base", f"expected a config path or a mapping, got {describe(base)}")
-    if not isinstance(base_raw, dict):
-        raise ConfigError("base", "the base config must be a mapping")
-    base_raw.setdefault("name", base_name)
+        base_raw, base_dir = _read_base(base, "base", sweep_dir, name)
+        bases = {}
 
-    axes: dict[str, list] = {}
+    axes: dict[str, list] = {"base": list(bases)} if bases else {}
     if s["strategies"] is not None:
         axes["strategy"] = s["strategies"]
     for key, values in s["axes"].items():
-        if key in ("strategy", "seed") and key in axes:
+        if key in ("strategy", "seed", "base") and key in axes:
             raise ConfigError(f"axes.{key}", "duplicates the strategies/seeds axis",
                               "give it once")
         _path_of(key, f"axes.{key}")
@@ -222,14 +229,34 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
     check_folder_name(s["name"] or name)  # it decides results/sweeps/<name>
     sweep = Sweep(name=s["name"] or name, path=path, axes=axes, replicates=replicates,
                   mode=s["mode"], threads=s["threads"], workers=s["workers"],
-                  resources=resources, select=select)
-    sweep.runs = expand(sweep, base_raw, s["set"], base_dir, sweep_dir)
+                  resources=resources, select=select, metrics=s["metrics"])
+    sweep.runs = expand(sweep, base_raw, s["set"], base_dir, sweep_dir, bases=bases)
     if select is not None and select["on"] == "validation":
         for r in sweep.runs:
             if not r.config["scenario"].get("validation"):
                 raise ConfigError("select.on", "validation needs a validation split",
                                   "set scenario.validation: 0.1 (in base or set)")
     return sweep
+
+
+def _read_base(base: Any, key: str, sweep_dir: Path | None,
+               default_name: str) -> tuple[dict, Path | None]:
+    """(raw config, folder its relative paths join) of a base: a YAML path or a mapping."""
+    if isinstance(base, str):
+        bpath = Path(base).expanduser()
+        if not bpath.is_absolute() and sweep_dir is not None:
+            bpath = sweep_dir / bpath
+        raw = read_yaml(bpath, key=key)
+        base_dir: Path | None = bpath.resolve().parent
+        default_name = bpath.stem
+    elif isinstance(base, dict):
+        raw, base_dir = copy.deepcopy(base), sweep_dir
+    else:
+        raise ConfigError(key, f"expected a config path or a mapping, got {describe(base)}")
+    if not isinstance(raw, dict):
+        raise ConfigError(key, "the base config must be a mapping")
+    raw.setdefault("name", default_name)
+    return raw, base_dir
 
 
 def combinations(axes: dict[str, list], mode: str, replicates: list[str]) -> list[dict]:
@@ -266,17 +293,22 @@ def _where(params: dict) -> str:
 
 
 def expand(sweep: Sweep, base: dict, fixed: dict, base_dir: Path | None,
-           sweep_dir: Path | None = None) -> list[RunSpec]:
+           sweep_dir: Path | None = None,
+           bases: dict[str, tuple[dict, Path | None]] | None = None) -> list[RunSpec]:
     """Resolve and validate the config of every axis assignment; assign ids. Relative paths
     join ``base_dir`` (the base config's folder), those the sweep sets (``set``, axes) join
-    ``sweep_dir`` (None: the working directory)."""
+    ``sweep_dir`` (None: the working directory). With a ``base`` axis, ``bases`` maps each of
+    its values to (config, folder) and replaces ``base`` and ``base_dir`` per run."""
     from clenv.config.loader import resolve_strategy
 
     anchor = sweep_dir if sweep_dir is not None else Path.cwd()
-    anchors = {_dotted_key(k): anchor for k in [*fixed, *sweep.axes] if k != "seed"}
+    anchors = {_dotted_key(k): anchor for k in [*fixed, *sweep.axes]
+               if k not in ("seed", "base")}
     runs: list[RunSpec] = []
     seen: dict[str, dict] = {}
     for params in combinations(sweep.axes, sweep.mode, sweep.replicates):
+        if bases and "base" in params:
+            base, base_dir = bases[params["base"]]
         raw = copy.deepcopy(base)
         if isinstance(raw.get("strategy"), str):
             raw["strategy"] = {"preset": raw["strategy"]}
@@ -287,7 +319,7 @@ def expand(sweep: Sweep, base: dict, fixed: dict, base_dir: Path | None,
         for key, value in fixed.items():
             apply_override(raw, _path_of(key, f"set.{key}"), copy.deepcopy(value))
         for key, value in params.items():
-            if key == "strategy":
+            if key in ("strategy", "base"):
                 continue
             if key == "seed":  # paired seeds: the learner's and the stream's
                 raw["seed"] = value

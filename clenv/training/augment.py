@@ -96,8 +96,9 @@ class Augmenter:
         out = torch.empty_like(u8)
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            for i, s in enumerate(seeds.tolist()):  # torchvision draws one policy per call
-                torch.manual_seed(s)
+            cpu = torch.random.default_generator  # torchvision draws on the CPU generator;
+            for i, s in enumerate(seeds.tolist()):  # one policy per call
+                cpu.manual_seed(s)  # (torch.manual_seed would also queue a CUDA seed, 1 ms)
                 out[i] = self.policy(u8[i])
         return out if x.dtype == torch.uint8 else out.to(x.dtype) / 255.0
 

@@ -53,7 +53,7 @@ SCHEDULE_FIELDS: dict[str, Field] = {
 }
 
 # strategies whose memory recomputes per-sample losses (what the adaptive rate compares)
-ADAPTIVE_LR_STRATEGIES = ("plfms",)
+ADAPTIVE_LR_STRATEGIES = ("plfms", "clib")
 
 
 def validate_augment(section: object, key: str) -> dict:
