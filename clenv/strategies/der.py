@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from clenv.strategies.base import SupervisedStrategy
-from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.memory import replay_buffer
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.spec import StrategySpec
 from clenv.strategies.unmasked import UnmaskedOption
 
 
@@ -45,11 +45,8 @@ class DER(UnmaskedOption, SupervisedStrategy):
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
-        capacity = self.params.get("memory_size") or spec.memory_size or 500
-        dtype = torch.uint8 if spec.image else torch.float32
         width = sum(spec.level_sizes) if spec.levels > 1 else spec.n_classes
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
-                                      label_shape=label_shape(spec), logit_dim=width)
+        self.memory = replay_buffer(self, logit_dim=width)
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
         self.alpha = float(self.params.get("alpha", self.fields["alpha"].default))
         if "beta" in self.fields:

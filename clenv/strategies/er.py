@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from clenv.strategies.base import SupervisedStrategy
-from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.memory import replay_buffer
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.spec import StrategySpec
 
 
 class ExperienceReplay(SupervisedStrategy):
@@ -19,10 +19,7 @@ class ExperienceReplay(SupervisedStrategy):
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
-        capacity = self.params.get("memory_size") or spec.memory_size or 500
-        dtype = torch.uint8 if spec.image else torch.float32
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
-                                      label_shape=label_shape(spec))
+        self.memory = replay_buffer(self)
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from clenv.errors import ConfigError
 from clenv.strategies.base import SupervisedStrategy
-from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.memory import replay_buffer
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.spec import StrategySpec
 from clenv.strategies.unmasked import UnmaskedOption
 
 
@@ -42,10 +42,7 @@ class ERACE(UnmaskedOption, SupervisedStrategy):
                               "loss to the classes of the stream batch; CutMix would mix "
                               "stream rows with replay rows", "set strategy.augment.cutmix: 0")
         super().setup(spec)
-        capacity = self.params.get("memory_size") or spec.memory_size or 500
-        dtype = torch.uint8 if spec.image else torch.float32
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
-                                      label_shape=label_shape(spec))
+        self.memory = replay_buffer(self)
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
         self.n_stream: int | None = None
 

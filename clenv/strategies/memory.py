@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clenv.strategies.spec import StrategySpec, label_shape
 from clenv.strategies.state import Stateful
 
 
@@ -89,3 +90,19 @@ class ReservoirBuffer(Stateful):
         if self.logits is not None:
             n += self.logits.element_size() * self.logits.nelement()
         return n
+
+
+def memory_capacity(params: dict, spec: StrategySpec) -> int:
+    """A replay strategy's memory in samples: its ``memory_size``, else the scenario's
+    ``budget.memory_size``, else 500."""
+    return params.get("memory_size") or spec.memory_size or 500
+
+
+def replay_buffer(strategy, capacity: int | None = None, **kwargs) -> ReservoirBuffer:
+    """The reservoir a replay strategy keeps after ``setup(spec)``: ``capacity`` samples
+    (default :func:`memory_capacity`) of the spec's input (uint8 for images) and label rows,
+    drawing from the strategy's generator on its device; ``kwargs`` go to ReservoirBuffer."""
+    spec = strategy.spec
+    return ReservoirBuffer(capacity or memory_capacity(strategy.params, spec), spec.input_shape,
+                           torch.uint8 if spec.image else torch.float32, strategy.rng,
+                           strategy.device, label_shape=label_shape(spec), **kwargs)

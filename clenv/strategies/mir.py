@@ -14,9 +14,9 @@ import torch
 from torch.func import functional_call
 
 from clenv.strategies.base import SupervisedStrategy
-from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.memory import replay_buffer
 from clenv.strategies.registry import STRATEGIES
-from clenv.strategies.spec import StrategySpec, label_shape
+from clenv.strategies.spec import StrategySpec
 
 
 def virtual_params(named: dict[str, torch.Tensor], grads: tuple, lr: float
@@ -41,10 +41,7 @@ class MIR(SupervisedStrategy):
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
-        capacity = self.params.get("memory_size") or spec.memory_size or 500
-        dtype = torch.uint8 if spec.image else torch.float32
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device,
-                                      label_shape=label_shape(spec))
+        self.memory = replay_buffer(self)
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
         self.n_candidates = self.params.get("candidates", 50)
         self.extra_forwards = 0

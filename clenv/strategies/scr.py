@@ -23,7 +23,7 @@ from torch import nn
 from clenv.agcd.contrastive import sup_con
 from clenv.errors import ConfigError
 from clenv.strategies.base import SupervisedStrategy
-from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.memory import replay_buffer
 from clenv.strategies.registry import STRATEGIES
 from clenv.strategies.spec import StrategySpec
 
@@ -76,9 +76,7 @@ class SCR(SupervisedStrategy):
             from clenv.training.augment import Augmenter
 
             self.augment = Augmenter(DEFAULT_IMAGE_VIEW, tuple(spec.input_shape))
-        capacity = self.params.get("memory_size") or spec.memory_size or 500
-        dtype = torch.uint8 if spec.image else torch.float32
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device)
+        self.memory = replay_buffer(self)
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
         self.temperature = self.params.get("temperature", 0.07)
         self.extra_forwards = 0
