@@ -23,26 +23,24 @@ from clenv.data.registry import load_pool
 from clenv.data.tree import parents
 from clenv.env import ContinualEnv
 from clenv.errors import UserError
-from clenv.evaluator import Evaluator
+from clenv.evaluation.single_label import Evaluator
 from clenv.events import EventLog
-from clenv.hier_evaluator import HierarchyEvaluator
+from clenv.families.base import Family
+from clenv.families.registry import FAMILIES, choose
 from clenv.loggers import close_loggers, open_loggers
-from clenv.metrics.summary import summarize
-from clenv.ml_evaluator import MultiLabelEvaluator
-from clenv.scenarios.registry import build_stream
 from clenv.strategies.base import Strategy, resolve_device
 from clenv.strategies.registry import STRATEGIES, import_target, strategy_class, strategy_entry
 from clenv.strategies.spec import StrategySpec
 
 
-def make_env(cfg: dict, pool: Pool) -> ContinualEnv:
-    sc = cfg["scenario"]
+def make_env(cfg: dict, pool: Pool):
+    """The Env of a validated config (its family's)."""
+    return choose(cfg, pool)[1]
 
-    def factory(seed: int):
-        return build_stream(pool, {**sc, "seed": seed}, "scenario")
 
-    return ContinualEnv(pool, factory, seed=sc["seed"], batch_size=sc["batch_size"],
-                        boundaries=sc["boundaries"] == "exposed", task_ids=sc["task_ids"])
+def stream_family(cfg: dict, env) -> Family:
+    """The family that claims an Env's stream (for callers that built the Env themselves)."""
+    return next(f for f in FAMILIES if f.claims(cfg, env.stream))
 
 
 def make_strategy(section: dict) -> Strategy:
@@ -54,8 +52,11 @@ def make_strategy(section: dict) -> Strategy:
     return cls(**{k: v for k, v in section.items() if k != "name"})
 
 
-def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
+def make_spec(cfg: dict, env: ContinualEnv, family: Family | None = None) -> StrategySpec:
+    """What the strategy learns at setup; ``family``: the run's Family record (None: the one
+    that claims the Env's stream)."""
     sc, budget = cfg["scenario"], cfg["budget"]
+    family = family or stream_family(cfg, env)
     return StrategySpec(
         input_shape=env.pool.shape, image=env.pool.is_image, n_classes=env.n_classes,
         batch_size=env.B, stream_length=env.stream.length, n_tasks=env.stream.n_tasks,
@@ -66,7 +67,8 @@ def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
         device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
         memory_size=budget["memory_size"], updates_per_sample=budget["updates_per_sample"],
         epochs=sc.get("epochs", 1), model=cfg["model"],
-        task_ends=(env.stream.task_ends.tolist() if sc["boundaries"] == "exposed" else []))
+        task_ends=(env.stream.task_ends.tolist() if sc["boundaries"] == "exposed" else []),
+        family=family.name)
 
 
 def provenance(cfg: dict, stream_sha: str) -> dict:
@@ -103,12 +105,7 @@ class Run:
 
             self.pool, self.validation_pool = carve_validation(
                 self.pool, cfg["scenario"]["validation"], cfg["scenario"]["seed"])
-        if cfg["scenario"]["generator"] == "agcd":  # query rounds, not a stream
-            from clenv.agcd.loop import make_agcd_env
-
-            self.env = make_agcd_env(cfg, self.pool)
-        else:
-            self.env = make_env(cfg, self.pool)
+        self.family, self.env = choose(cfg, self.pool)  # the one place a family is chosen
         self.env.validation_pool = self.validation_pool
 
     def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False,
@@ -135,7 +132,7 @@ class Run:
         from clenv import checkpoint
 
         cfg = self.cfg
-        if cfg["scenario"]["generator"] == "agcd":
+        if self.family.loop == "query_rounds":
             from clenv.agcd.loop import run_agcd
 
             return run_agcd(self, out, progress=progress, resume=resume)
@@ -146,7 +143,7 @@ class Run:
         # plug-in targets and heads, a state that cannot be checkpointed) before any file
         saver, resumed = checkpoint.prepare(cfg, out, strategy, resume, stream_sha=stream_sha)
         self.env.reset(seed=cfg["scenario"]["seed"])
-        strategy.setup(make_spec(cfg, self.env))
+        strategy.setup(make_spec(cfg, self.env, self.family))
         if saver is not None:
             strategy.state_dict()
         if out is not None:  # nothing is written before the checkpoint is accepted
@@ -161,7 +158,7 @@ class Run:
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
-                          checkpoint=saver, resume=resumed, set_up=True)
+                          checkpoint=saver, resume=resumed, set_up=True, family=self.family)
             if self.env.stream.meta.get("related"):
                 tr = time.perf_counter()
                 scratch_copies(cfg, self.env, log)
@@ -171,7 +168,7 @@ class Run:
                 ref_cfg = {**cfg, "strategy": {"name": "joint", **_joint_params(cfg)}}
                 ref_log = EventLog(None)
                 episode(ref_cfg, self.env, make_strategy(ref_cfg["strategy"]), ref_log, {},
-                        anytime=False)
+                        anytime=False, family=self.family)
                 for e in ref_log.records:
                     if e["type"] == "eval" and e["kind"] == "task_end":
                         log.write({"type": "reference", "strategy": "joint", "row": e["row"],
@@ -182,7 +179,7 @@ class Run:
         finally:
             log.close()
             close_loggers(loggers)
-        metrics = summarize(log.records)
+        metrics = self.family.summarize(log.records)
         if self.validation_pool is not None:
             from clenv.validation import validation_metrics
 
@@ -237,14 +234,6 @@ def write_results(out: Path, metrics: dict, cfg: dict) -> None:
     results.write_metrics_last(out, metrics)
 
 
-def _argmax(scores) -> np.ndarray:
-    """Row-wise argmax of a (B, C) score tensor or array, as a numpy array."""
-    a = scores.argmax(1)
-    if isinstance(a, np.ndarray):
-        return a
-    return a.numpy() if a.device.type == "cpu" else a.cpu().numpy()
-
-
 def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int) -> list[str]:
     exceeded = []
     mem = limits.get("memory_size")
@@ -260,34 +249,30 @@ def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int)
 
 def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wall: dict, *,
             progress: bool = False, anytime: bool = True, out: Path | None = None,
-            checkpoint=None, resume=None, set_up: bool = False) -> dict:
+            checkpoint=None, resume=None, set_up: bool = False,
+            family: Family | None = None) -> dict:
     """One full pass over the stream; writes start and eval records to ``log``, adds phase
     times to ``wall`` and returns the fields of the end record. ``checkpoint`` (a
     clenv.checkpoint.Checkpointer) saves the loop's state as it goes; ``resume`` (a
     clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start.
-    ``set_up``: the caller already ran ``strategy.setup`` on this Env's spec."""
+    ``set_up``: the caller already ran ``strategy.setup`` on this Env's spec. ``family``: the
+    run's Family record (None: the one that claims the Env's stream)."""
     sc = cfg["scenario"]
+    family = family or stream_family(cfg, env)
     obs, _ = env.reset(seed=sc["seed"])
     stream = env.stream
     if not set_up:
-        strategy.setup(make_spec(cfg, env))
+        strategy.setup(make_spec(cfg, env, family))
         if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
             strategy.state_dict()
-    hierarchical = stream.levels > 1
     multi_label = env.multi_label
     threshold = cfg["eval"]["threshold"]
-    if multi_label:
-        evaluator = MultiLabelEvaluator(env.pool, stream, cfg["eval"]["batch_size"], threshold)
-    else:
-        evaluator = (HierarchyEvaluator if hierarchical else Evaluator)(
-            env.pool, stream, cfg["eval"]["batch_size"])
+    evaluator = family.evaluator(env.pool, stream, cfg)
     val_pool = getattr(env, "validation_pool", None)  # scenario.validation (clenv.validation)
-    val_evaluator = None
-    if val_pool is not None:
-        val_evaluator = (MultiLabelEvaluator(val_pool, stream, cfg["eval"]["batch_size"],
-                                             threshold) if multi_label
-                         else type(evaluator)(val_pool, stream, cfg["eval"]["batch_size"]))
-    logit_threshold = float(np.log(threshold / (1 - threshold))) if 0 < threshold < 1 else 0.0
+    val_evaluator = (family.evaluator(val_pool, stream, cfg) if val_pool is not None
+                     else None)
+    decode = family.decoder(cfg)
+    task_aware = family.task_aware
     T = stream.n_tasks
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
@@ -303,7 +288,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         "first_position": stream.first_position.tolist(), "stream_length": stream.length,
         "batch_size": env.B, "eval_every": every, "budget_limits": limits,
         "seed": cfg["seed"], "scenario_seed": sc["seed"], "lifelong": stream.meta,
-        "multi_label": multi_label, "threshold": threshold,
+        "multi_label": multi_label, "threshold": threshold, "family": family.name,
         "levels": stream.levels, "level_sizes": list(getattr(stream, "level_sizes", [])),
         "level_offsets": list(getattr(stream, "level_offsets", [])),
     }
@@ -322,12 +307,13 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         seen = stream.seen_mask(pos)
         units = stream.seen_units(pos)
         fwt_masks = None
-        if kind == "init" and stream.square and not hierarchical and not multi_label:
+        if kind == "init" and stream.square and family.fwt_baseline:
             fwt_masks = np.zeros((T, env.n_classes), dtype=bool)
             for j in range(1, T):
                 fwt_masks[j] = stream.seen_mask(int(stream.task_ends[j - 1]))
         counts, sc_arr = evaluator.evaluate(
-            strategy, seen, task_aware=kind in ("init", "task_end"), fwt_masks=fwt_masks,
+            strategy, seen, task_aware=task_aware and kind in ("init", "task_end"),
+            fwt_masks=fwt_masks,
             seen_units=units if kind in ("anytime", "probe") else None)
         if save_scores and kind == "task_end" and sc_arr is not None:
             scores_store[f"row_{extra['row']}"] = sc_arr.astype(np.float16)
@@ -342,7 +328,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         state["loss_sum"], state["loss_count"] = 0.0, 0
         log.write(rec)
         if val_evaluator is not None and kind in ("init", "task_end"):
-            vcounts, _ = val_evaluator.evaluate(strategy, seen, task_aware=True,
+            vcounts, _ = val_evaluator.evaluate(strategy, seen, task_aware=task_aware,
                                                 fwt_masks=fwt_masks)
             log.write({**rec, "type": "validation", "counts": vcounts})
         wall["eval"] += time.perf_counter() - te
@@ -373,14 +359,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         if exposed and started < next_task:
             strategy.on_task_start(next_task)
             started = next_task
-        scores = strategy.predict(obs)
-        if multi_label:  # sigmoid(score) > threshold  <=>  score > logit(threshold)
-            sc = scores if isinstance(scores, np.ndarray) else scores.detach().cpu().numpy()
-            action = (sc > logit_threshold).astype(np.int8)
-        elif hierarchical:
-            action = {f"level_{lv}": _argmax(s) for lv, s in sorted(scores.items())}
-        else:
-            action = _argmax(scores)
+        action = decode(strategy.predict(obs))
         new_obs, reward, terminated, _, info = env.step(action)
         losses = strategy.learn(obs, info)
         if losses and losses.get("loss") is not None:

@@ -26,9 +26,9 @@ from clenv.agcd.queries import priorities, rank_candidates
 from clenv.agcd_env import ActiveDiscoveryEnv
 from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.schema import Field
-from clenv.data.pool import Pool
-from clenv.errors import ConfigError, UserError
+from clenv.errors import UserError
 from clenv.events import EventLog
+from clenv.families.discovery import make_agcd_env  # noqa: F401 (its old import path)
 from clenv.metrics.active_discovery import summarize_agcd
 from clenv.metrics.clustering import contingency
 
@@ -41,20 +41,6 @@ class AGCDStrategy:
 
     def __init__(self, **params: Any) -> None:
         self.params = params
-
-
-def make_agcd_env(cfg: dict, pool: Pool) -> ActiveDiscoveryEnv:
-    """The AGCD Env of a validated config (the scenario section without ``generator``)."""
-    if pool.multi_label:
-        raise ConfigError("data.source", f"the agcd scenario needs single-label classes; "
-                          f"{pool.name} is multi-label", "use synthetic, digits, mnist, "
-                          "cifar100 or tensors")
-    if not len(pool.test_indices):
-        raise ConfigError("data", "the agcd scenario evaluates on the held-out test split and "
-                          "this pool has no test sample", "give the source a test split "
-                          "(e.g. data.test_fraction)")
-    sc = {k: v for k, v in cfg["scenario"].items() if k != "generator"}
-    return ActiveDiscoveryEnv(pool, sc, "scenario")
 
 
 def split_sha256(env: ActiveDiscoveryEnv) -> str:
@@ -99,7 +85,8 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
         learner = build_learner(params, cfg["model"], pool.shape, cfg["seed"], cfg["device"])
         learner.setup(pool.x[labelled], info["labelled_y"], pool.x[cand], old, K)
         wall["setup"] = time.perf_counter() - t0
-        log.write({"type": "start", "format": 1, "generator": "agcd", "name": cfg["name"],
+        log.write({"type": "start", "format": 1, "generator": "agcd", "family": "discovery",
+                   "name": cfg["name"],
                    "strategy": cfg["strategy"]["name"], "learner": params["learner"],
                    "query": params["query"], "n_classes": pool.n_classes,
                    "class_names": pool.class_names, "n_clusters": K,
