@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clenv.errors import EnvironmentFailure, UserError
 from clenv.progress import wants_progress
+from clenv.results import FIGURE_FORMATS, figure_out  # noqa: F401 (their old path)
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "f_last", "online_accuracy", "intransigence", "map",
@@ -32,7 +33,7 @@ EXIT_CODES = """exit status:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from clenv import __version__
+    from clenv.version import __version__
 
     p = argparse.ArgumentParser(prog="clenv", description="Continual-learning simulation "
                                 "environment: YAML scenarios, pluggable strategies, metrics.",
@@ -107,11 +108,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def resume_run(args) -> int:
+    """``clenv run --resume DIR``: continue DIR's run from its checkpoint (or from the start
+    when it has none); a complete run is left as it is."""
+    from clenv.checkpoint import CHECKPOINT_NAME, refuse
+    from clenv.config.loader import load_config
+    from clenv.results import is_complete
+    from clenv.runner import Run, make_strategy
+    from clenv.strategies.base import supports_checkpoint
+
+    if args.resume is None:
+        raise UserError("run: give a CONFIG file, or --resume DIR to continue a run")
+    if (args.config or args.strategy or args.seed is not None or args.sets or args.out
+            or getattr(args, "loggers", None)):
+        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set, --out or "
+                        "--logger: the run continues with DIR/config.yaml")
+    out = Path(args.resume)
+    if not (out / "config.yaml").is_file():
+        raise UserError(f"--resume {out}: no config.yaml there; give a results folder written "
+                        "by clenv run")
+    if is_complete(out):
+        print(f"{out}: already complete (metrics.json); nothing to resume")
+        return 0
+    cfg = load_config(out / "config.yaml")
+    strategy = make_strategy(cfg["strategy"])
+    if not supports_checkpoint(strategy):
+        refuse(cfg, strategy, "--resume")
+    had = (out / CHECKPOINT_NAME).is_file()
+    metrics = Run(cfg).execute(out, resume=True, progress=wants_progress(args.quiet),
+                              force=getattr(args, "force", False))
+    if not args.quiet:
+        how = "resumed from its checkpoint" if had else "rerun from the start (no checkpoint)"
+        acc = metrics.get("final_accuracy")
+        extra = f" final_accuracy={acc:.4f}" if isinstance(acc, float) else ""
+        print(f"{cfg['name']}: {how};{extra} results in {out}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.resume or args.config is None:
-        from clenv.checkpoint import resume_cli
-
-        return resume_cli(args)
+        return resume_run(args)
     cfg = _load(args)
     out = Path(args.out or cfg["output"]["dir"] or Path("results") / cfg["name"])
     from clenv.results import check_out_path
@@ -176,27 +212,6 @@ def _metrics_of(d: str, keys: tuple[str, ...] = ("name",)) -> dict:
     from clenv.results import read_metrics
 
     return read_metrics(d, keys)
-
-
-FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
-
-
-def figure_out(out: str | None, default: Path) -> Path:
-    """Where ``clenv plot`` writes: ``--out`` (a file with a figure extension in an existing
-    folder, or an existing folder to hold the default name), else ``default``."""
-    if not out:
-        return default
-    path = Path(out)
-    if path.is_dir():
-        return path / default.name
-    if not path.parent.is_dir():
-        raise UserError(f"--out {out}: folder {path.parent} does not exist; create it first or "
-                        "give an existing folder")
-    ext = path.suffix.lower().lstrip(".")
-    if ext not in FIGURE_FORMATS:
-        raise UserError(f"--out {out}: unknown figure extension {path.suffix or '(none)'!r}; "
-                        f"expected one of {', '.join('.' + f for f in FIGURE_FORMATS)}")
-    return path
 
 
 def _plot_runs(dirs: list[str]) -> tuple[list[str], dict[str, dict]]:

@@ -5,17 +5,14 @@ accuracy_matrix.csv, figures)."""
 from __future__ import annotations
 
 import os
-import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from clenv import results
+from clenv import checkpoint, results
 from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.loader import dump_config
 from clenv.data.pool import Pool
@@ -28,8 +25,9 @@ from clenv.events import EventLog
 from clenv.families.base import Family
 from clenv.families.registry import FAMILIES, choose
 from clenv.loggers import close_loggers, open_loggers
+from clenv.provenance import provenance
 from clenv.strategies.base import Strategy, resolve_device
-from clenv.strategies.registry import STRATEGIES, import_target, strategy_class, strategy_entry
+from clenv.strategies.registry import make_strategy
 from clenv.strategies.spec import StrategySpec
 
 
@@ -41,15 +39,6 @@ def make_env(cfg: dict, pool: Pool):
 def stream_family(cfg: dict, env) -> Family:
     """The family that claims an Env's stream (for callers that built the Env themselves)."""
     return next(f for f in FAMILIES if f.claims(cfg, env.stream))
-
-
-def make_strategy(section: dict) -> Strategy:
-    entry = strategy_entry(section)
-    if entry.name in STRATEGIES:
-        cls = import_target(entry.target, "strategy.name")
-    else:  # a user's package.module:Class: called only when it is a Strategy subclass
-        cls = strategy_class(entry.name, "strategy.name")
-    return cls(**{k: v for k, v in section.items() if k != "name"})
 
 
 def make_spec(cfg: dict, env: ContinualEnv, family: Family | None = None) -> StrategySpec:
@@ -69,27 +58,6 @@ def make_spec(cfg: dict, env: ContinualEnv, family: Family | None = None) -> Str
         epochs=sc.get("epochs", 1), model=cfg["model"],
         task_ends=(env.stream.task_ends.tolist() if sc["boundaries"] == "exposed" else []),
         family=family.name)
-
-
-def provenance(cfg: dict, stream_sha: str) -> dict:
-    import gymnasium
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    from clenv import __version__
-
-    return {
-        "clenv": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-        "numpy": np.__version__, "gymnasium": gymnasium.__version__,
-        "git_commit": commit or None, "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "device": cfg["device"], "stream_sha256": stream_sha, "argv": sys.argv,
-    }
 
 
 class Run:
@@ -129,8 +97,6 @@ class Run:
             raise
 
     def _execute(self, out: Path | None, *, progress: bool, resume: bool) -> dict:
-        from clenv import checkpoint
-
         cfg = self.cfg
         if self.family.loop == "query_rounds":
             from clenv.agcd.loop import run_agcd

@@ -25,12 +25,15 @@ from clenv.agcd.learner import build_learner
 from clenv.agcd.queries import priorities, rank_candidates
 from clenv.agcd_env import ActiveDiscoveryEnv
 from clenv.atomic import write_json_atomic, write_text_atomic
+from clenv.config.loader import dump_config
 from clenv.config.schema import Field
 from clenv.errors import UserError
 from clenv.events import EventLog
 from clenv.families.discovery import make_agcd_env  # noqa: F401 (its old import path)
 from clenv.metrics.active_discovery import summarize_agcd
 from clenv.metrics.clustering import contingency
+from clenv.provenance import provenance
+from clenv.strategies.registry import make_strategy
 
 
 class AGCDStrategy:
@@ -62,9 +65,6 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
     if resume:
         raise UserError("agcd runs cannot resume (a run takes seconds): run it again without "
                         "--resume")
-    from clenv.config.loader import dump_config
-    from clenv.runner import make_strategy, provenance
-
     cfg, env, pool = run.cfg, run.env, run.pool
     t0 = time.perf_counter()
     params = make_strategy(cfg["strategy"]).params

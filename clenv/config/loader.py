@@ -285,8 +285,6 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
         raw["seed"] = seed
     cfg = validate(raw, TOP_FIELDS, "")
     cfg["name"] = cfg["name"] or default_name
-    from clenv.results import check_folder_name
-
     check_folder_name(cfg["name"])  # it decides results/<name>
     scenario = dict(cfg["scenario"])
     validation = scenario.pop("validation", None)  # a held-out split (clenv.validation)
@@ -413,3 +411,13 @@ NO_CHECKPOINTS = ("avalanche", "agcd")
 
 def dump_config(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def check_folder_name(name, key: str = "name") -> None:
+    """A name that decides a results folder (results/<name>) must be one plain folder name."""
+    text = str(name)
+    if (not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
+            or len(text.encode()) > 255):
+        raise ConfigError(key, f"expected a plain folder name (no '/', '\\', '..'), got "
+                          f"{text[:60]!r}; it names the results folder",
+                          "give a name like split_mnist_er, or choose the folder with --out")

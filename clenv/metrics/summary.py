@@ -44,8 +44,8 @@ from clenv.metrics.multilabel import (
     mean_average_precision,
     of1,
 )
+from clenv.metrics.version import METRICS_VERSION
 
-METRICS_VERSION = 2
 """Version of metrics.json's names and conventions (absent in a file means 1). Version 2:
 ``f_last`` from task-end rows (the i-Blurry code's rule, anytime variant ``f_last_anytime``),
 per-level ``a_auc`` with 0 before a level's first class (HLE), ``cf1`` = mean per-class F1
