@@ -1,4 +1,4 @@
-"""The Runner: drives the Env with a strategy (test-then-train), schedules evaluation, counts
+"""The Runner (loop layer, docs/design.md): drives the Env with a strategy (test-then-train), schedules evaluation, counts
 budgets, writes the results folder (config.yaml, run.json, events.jsonl, metrics.json,
 accuracy_matrix.csv, figures)."""
 
