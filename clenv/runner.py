@@ -1,6 +1,6 @@
-"""The Runner (loop layer, docs/design.md): drives the Env with a strategy (test-then-train), schedules evaluation, counts
-budgets, writes the results folder (config.yaml, run.json, events.jsonl, metrics.json,
-accuracy_matrix.csv, figures)."""
+"""The Runner (loop layer, docs/design.md): drives the Env with a strategy (test-then-train),
+schedules evaluation, counts budgets, writes the results folder (config.yaml, run.json,
+events.jsonl, metrics.json, accuracy_matrix.csv, figures)."""
 
 from __future__ import annotations
 
