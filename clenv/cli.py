@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a config without running it")
     config_args(c)
     sub.add_parser("list", help="scenarios, datasets, strategies, models and metrics")
+    sub.add_parser("schema", help="print the JSON Schema of config files (for editors: "
+                   "clenv schema > clenv.schema.json)")
     pl = sub.add_parser("plot", help="forgetting curves and accuracy-matrix heatmap")
     pl.add_argument("dirs", nargs="+", help="results folders")
     pl.add_argument("--out", help="figure file (default: forgetting.png in the first folder, "
@@ -90,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from clenv.data.registry import load_pool
 
     if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
-        from clenv.agcd.loop import make_agcd_env
+        from clenv.families.discovery import make_agcd_env
 
         make_agcd_env(cfg, load_pool(cfg["data"]))
     else:  # the pool and the stream as `run` builds them (numpy only): same refusals
@@ -327,6 +329,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 COMMANDS["sweep"] = cmd_sweep
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of a config file, from the typed models (clenv.config.typed)."""
+    import json
+
+    from clenv.config.typed import json_schema
+
+    print(json.dumps(json_schema(), indent=1))
+    return 0
+
+
+COMMANDS["schema"] = cmd_schema
 
 
 def main(argv: list[str] | None = None) -> int:
