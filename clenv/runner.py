@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import clenv.progress as bars  # looked up at call time (tests swap the bar)
 from clenv import checkpoint, results
 from clenv.agcd.loop import run_agcd
 from clenv.atomic import write_text_atomic
@@ -25,7 +26,6 @@ from clenv.events import EventLog
 from clenv.families.base import Family
 from clenv.families.registry import FAMILIES, choose
 from clenv.loggers import close_loggers, open_loggers
-from clenv.progress import progress_bar
 from clenv.recorder import Recorder, start_record
 from clenv.run_files import begin_results, write_end
 from clenv.schedule import Schedule
@@ -240,7 +240,7 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
     schedule = Schedule(env.stream, every)
     if resume is None:
         record("init")
-    bar = progress_bar(env.stream.length, "samples", cfg["name"]) if progress else None
+    bar = bars.progress_bar(env.stream.length, "samples", cfg["name"]) if progress else None
     if resume is not None:  # continue from the checkpoint's position and schedule
         obs = resume.restore(strategy, env, record.state, record.scores)
         schedule.restore(resume.loop)

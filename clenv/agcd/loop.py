@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+import clenv.progress as bars  # looked up at call time (tests swap the bar)
 from clenv import results
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
 from clenv.agcd.learner import build_learner
@@ -30,7 +31,6 @@ from clenv.events import EventLog
 from clenv.families.discovery import make_agcd_env  # noqa: F401 (its old import path)
 from clenv.metrics.active_discovery import summarize_agcd
 from clenv.metrics.clustering import contingency
-from clenv.progress import progress_bar
 from clenv.run_files import begin_results, write_end
 from clenv.strategies.registry import make_strategy
 
@@ -83,7 +83,7 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
         rounds = QueryRounds(cfg, env, learner, params, info, obs, log, wall, t0)
         rounds.train(params["base_epochs"])
         rounds.evaluate(0)
-        bar = progress_bar(env.R, "round", cfg["name"]) if progress else None
+        bar = bars.progress_bar(env.R, "round", cfg["name"]) if progress else None
         for r in range(1, env.R + 1):  # query rounds count from 1, as train_al_ema.py's loop
             rounds.play(r)
             if bar is not None:
