@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+from clenv.version import __version__  # noqa: F401 (the package attribute)
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 STRATEGY_DIR = Path(__file__).resolve().parent.parent / "strategies"

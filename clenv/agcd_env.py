@@ -20,57 +20,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from clenv.config.schema import Field, validate
 from clenv.data.pool import Pool
-from clenv.errors import ConfigError
-
-AGCD_FIELDS: dict[str, Field] = {
-    "seed": Field(int, 0, "split seed: old/new classes, labelled samples", min=0),
-    "old_classes": Field(list, None, "the old (known) class ids (default: the first n_old "
-                         "of a seeded class order)", item=int),
-    "n_old": Field(int, None, "number of old classes when old_classes is not given "
-                   "(default: half the training classes)", min=1),
-    "labelled_fraction": Field(float, 0.5, "share of each old class's training samples "
-                               "labelled at the start", min=0, max=1),
-    "rounds": Field(int, 5, "query rounds R", min=1),
-    "budget": Field(int, 50, "labels per round b", min=1),
-}
-
-
-def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.ndarray]:
-    """Old/new classes, the initially labelled pool ids and the unlabelled candidates."""
-    cfg = validate(cfg, AGCD_FIELDS, key)
-    rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6C]))
-    classes = np.unique(pool.y[pool.train])
-    if cfg["old_classes"] is None:
-        n_old = len(classes) // 2 if cfg["n_old"] is None else cfg["n_old"]
-        if n_old >= len(classes):
-            raise ConfigError(f"{key}.n_old", f"expected fewer than the {len(classes)} training "
-                              f"classes, got {n_old}", "leave at least one new class")
-        old = np.sort(rng.permutation(classes)[:n_old])
-    else:
-        if cfg["n_old"] is not None:
-            raise ConfigError(f"{key}.n_old", "given together with old_classes",
-                              "give one of old_classes and n_old")
-        old = np.unique(np.asarray(cfg["old_classes"], dtype=np.int64))
-        if not np.isin(old, classes).all() or len(old) in (0, len(classes)):
-            raise ConfigError(f"{key}.old_classes", "expected a non-empty proper subset of the "
-                              f"training classes 0..{pool.n_classes - 1}",
-                              f"got {cfg['old_classes']}")
-    train = pool.train_indices
-    labelled = []
-    for c in old:
-        idx = train[pool.y[train] == c]
-        k = int(round(cfg["labelled_fraction"] * len(idx)))
-        labelled.append(np.sort(rng.choice(idx, size=k, replace=False)))
-    labelled = np.concatenate(labelled) if labelled else np.zeros(0, dtype=np.int64)
-    candidates = np.setdiff1d(train, labelled)
-    if cfg["rounds"] * cfg["budget"] > len(candidates):
-        raise ConfigError(f"{key}.budget", f"rounds x budget = {cfg['rounds'] * cfg['budget']} "
-                          f"exceeds the {len(candidates)} unlabelled candidates",
-                          "lower scenario.budget or scenario.rounds")
-    return {"old": old, "new": np.setdiff1d(classes, old), "labelled": labelled,
-            "candidates": candidates, "rounds": cfg["rounds"], "budget": cfg["budget"]}
+from clenv.scenarios.agcd import AGCD_FIELDS, agcd_split  # noqa: F401 (their old path)
 
 
 class ActiveDiscoveryEnv(gym.Env):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clenv.errors import EnvironmentFailure, UserError
 from clenv.progress import wants_progress
+from clenv.results import FIGURE_FORMATS, figure_out  # noqa: F401 (their old path)
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "f_last", "online_accuracy", "intransigence", "map",
@@ -32,7 +33,7 @@ EXIT_CODES = """exit status:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from clenv import __version__
+    from clenv.version import __version__
 
     p = argparse.ArgumentParser(prog="clenv", description="Continual-learning simulation "
                                 "environment: YAML scenarios, pluggable strategies, metrics.",
@@ -63,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a config without running it")
     config_args(c)
     sub.add_parser("list", help="scenarios, datasets, strategies, models and metrics")
+    sub.add_parser("schema", help="print the JSON Schema of config files (for editors: "
+                   "clenv schema > clenv.schema.json)")
     pl = sub.add_parser("plot", help="forgetting curves and accuracy-matrix heatmap")
     pl.add_argument("dirs", nargs="+", help="results folders")
     pl.add_argument("--out", help="figure file (default: forgetting.png in the first folder, "
@@ -89,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from clenv.data.registry import load_pool
 
     if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
-        from clenv.agcd.loop import make_agcd_env
+        from clenv.families.discovery import make_agcd_env
 
         make_agcd_env(cfg, load_pool(cfg["data"]))
     else:  # the pool and the stream as `run` builds them (numpy only): same refusals
@@ -107,11 +110,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def resume_run(args) -> int:
+    """``clenv run --resume DIR``: continue DIR's run from its checkpoint (or from the start
+    when it has none); a complete run is left as it is."""
+    from clenv.checkpoint import CHECKPOINT_NAME, refuse
+    from clenv.config.loader import load_config
+    from clenv.results import is_complete
+    from clenv.runner import Run, make_strategy
+    from clenv.strategies.base import supports_checkpoint
+
+    if args.resume is None:
+        raise UserError("run: give a CONFIG file, or --resume DIR to continue a run")
+    if (args.config or args.strategy or args.seed is not None or args.sets or args.out
+            or getattr(args, "loggers", None)):
+        raise UserError("run --resume DIR takes no CONFIG, --strategy, --seed, --set, --out or "
+                        "--logger: the run continues with DIR/config.yaml")
+    out = Path(args.resume)
+    if not (out / "config.yaml").is_file():
+        raise UserError(f"--resume {out}: no config.yaml there; give a results folder written "
+                        "by clenv run")
+    if is_complete(out):
+        print(f"{out}: already complete (metrics.json); nothing to resume")
+        return 0
+    cfg = load_config(out / "config.yaml")
+    strategy = make_strategy(cfg["strategy"])
+    if not supports_checkpoint(strategy):
+        refuse(cfg, strategy, "--resume")
+    had = (out / CHECKPOINT_NAME).is_file()
+    metrics = Run(cfg).execute(out, resume=True, progress=wants_progress(args.quiet),
+                              force=getattr(args, "force", False))
+    if not args.quiet:
+        how = "resumed from its checkpoint" if had else "rerun from the start (no checkpoint)"
+        acc = metrics.get("final_accuracy")
+        extra = f" final_accuracy={acc:.4f}" if isinstance(acc, float) else ""
+        print(f"{cfg['name']}: {how};{extra} results in {out}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.resume or args.config is None:
-        from clenv.checkpoint import resume_cli
-
-        return resume_cli(args)
+        return resume_run(args)
     cfg = _load(args)
     out = Path(args.out or cfg["output"]["dir"] or Path("results") / cfg["name"])
     from clenv.results import check_out_path
@@ -176,27 +214,6 @@ def _metrics_of(d: str, keys: tuple[str, ...] = ("name",)) -> dict:
     from clenv.results import read_metrics
 
     return read_metrics(d, keys)
-
-
-FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
-
-
-def figure_out(out: str | None, default: Path) -> Path:
-    """Where ``clenv plot`` writes: ``--out`` (a file with a figure extension in an existing
-    folder, or an existing folder to hold the default name), else ``default``."""
-    if not out:
-        return default
-    path = Path(out)
-    if path.is_dir():
-        return path / default.name
-    if not path.parent.is_dir():
-        raise UserError(f"--out {out}: folder {path.parent} does not exist; create it first or "
-                        "give an existing folder")
-    ext = path.suffix.lower().lstrip(".")
-    if ext not in FIGURE_FORMATS:
-        raise UserError(f"--out {out}: unknown figure extension {path.suffix or '(none)'!r}; "
-                        f"expected one of {', '.join('.' + f for f in FIGURE_FORMATS)}")
-    return path
 
 
 def _plot_runs(dirs: list[str]) -> tuple[list[str], dict[str, dict]]:
@@ -313,6 +330,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 COMMANDS["sweep"] = cmd_sweep
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of a config file, from the typed models (clenv.config.typed)."""
+    import json
+
+    from clenv.config.typed import json_schema
+
+    print(json.dumps(json_schema(), indent=1))
+    return 0
+
+
+COMMANDS["schema"] = cmd_schema
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ obs of step t is batch t+1. Test-then-train: the Runner predicts, steps, then le
 
 from __future__ import annotations
 
-import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from clenv.data.pool import Pool
+from clenv.env_labels import label_rows
 from clenv.scenarios.stream import Stream
 
 
@@ -55,19 +55,9 @@ class ContinualEnv(gym.Env):
         self.observation_space = spaces.Dict(obs_spaces)
         self.levels = self.stream.levels
         self.multi_label = bool(getattr(self.stream, "multi_label", False))
-        if self.multi_label:  # one 0/1 prediction per class and row
-            self.action_space = spaces.MultiBinary((self.B, self.n_classes))
-        elif self.levels > 1:  # hierarchical: one label per level, the row's level is scored
-            from clenv.data.tree import level_sizes
-
-            self.level_sizes = level_sizes(pool)
-            self.action_keys = [f"level_{lv}" for lv in range(self.levels)]
-            self.action_space = spaces.Dict({
-                k: spaces.MultiDiscrete(np.full(self.B, c, dtype=np.int64))
-                for k, c in zip(self.action_keys, self.level_sizes, strict=True)})
-        else:
-            self.action_space = spaces.MultiDiscrete(np.full(self.B, self.n_classes,
-                                                             dtype=np.int64))
+        # the family's label rows: action space, scoring, label fields (clenv.env_labels)
+        self.rows = label_rows(self.stream)(self)
+        self._extra = self.rows.extra
         self._pad_x = np.zeros(shape, dtype=pool.x.dtype)
         self._ancestors = pool.ancestors
         self._names = pool.class_names
@@ -121,9 +111,7 @@ class ContinualEnv(gym.Env):
             "ints": np.stack([y if y.ndim == 1 else np.zeros(len(y), np.int64), rec["task"],
                               rec["major_task"], rec["level"], rec["sample_id"]]),
             "new": np.flatnonzero(flags[0]).tolist(), "all_first": bool(flags[2].all())}
-        if self.multi_label:  # visible labels and their mask (a hidden label is no negative)
-            self._chunk["ymat"] = y.astype(np.uint8)
-            self._chunk["mask"] = self.stream.task_mask[rec["task"]]
+        self._chunk.update(self.rows.chunk_fields(rec))
         self._chunk_id = k
         self._chunk_start = k * stream.chunk_size
 
@@ -152,9 +140,8 @@ class ContinualEnv(gym.Env):
             part = {"x": rec["x"][a:b].copy(), "ints": rec["ints"][:, a:b].copy(),
                     "flags": rec["flags"][:, a:b].copy(),
                     "new": i < len(new) and new[i] < b, "all_first": rec["all_first"]}
-            if self.multi_label:
-                part["ymat"] = rec["ymat"][a:b].copy()
-                part["mask"] = rec["mask"][a:b].copy()
+            for f in self._extra:
+                part[f] = rec[f][a:b].copy()
             parts.append(part)
             start = self._chunk_start + b
         if len(parts) == 1:
@@ -164,9 +151,8 @@ class ContinualEnv(gym.Env):
                "flags": np.concatenate([p["flags"] for p in parts], axis=1),
                "new": any(p["new"] for p in parts),
                "all_first": all(p["all_first"] for p in parts)}
-        if self.multi_label:
-            out["ymat"] = np.concatenate([p["ymat"] for p in parts])
-            out["mask"] = np.concatenate([p["mask"] for p in parts])
+        for f in self._extra:
+            out[f] = np.concatenate([p[f] for p in parts])
         return out
 
     def _make_batch(self, start: int, limit: int | None = None) -> dict:
@@ -182,11 +168,10 @@ class ContinualEnv(gym.Env):
             flags = np.zeros((3, self.B), dtype=bool)
             flags[:, :n] = batch["flags"]
             batch.update(x=x, ints=ints, flags=flags)
-            if self.multi_label:
-                for f in ("ymat", "mask"):
-                    v = np.zeros((self.B, self.n_classes), dtype=np.uint8)
-                    v[:n] = batch[f]
-                    batch[f] = v
+            for f in self._extra:
+                v = np.zeros((self.B, self.n_classes), dtype=np.uint8)
+                v[:n] = batch[f]
+                batch[f] = v
             valid = np.zeros(self.B, dtype=np.int8)
             valid[:n] = 1
         else:
@@ -212,9 +197,7 @@ class ContinualEnv(gym.Env):
         y = ints[0]
         info = {"y": y, "valid": valid, "level": ints[3], "is_new_class": flags[0],
                 "first_exposure": flags[2], "sample_id": ints[4]}
-        if self.multi_label:
-            info["y"] = batch["ymat"]
-            info["label_mask"] = batch["mask"]
+        self.rows.add_info(info, batch)
         if self.boundaries:
             info["task"] = ints[1]
             info["major_task"] = ints[2]
@@ -224,29 +207,7 @@ class ContinualEnv(gym.Env):
             anc[self._anc_cols[None, :] >= ints[3][:, None]] = -1
             info["ancestors"] = anc
         if batch["new"]:
-            rows = np.flatnonzero(flags[0])
-            if self.levels > 1:  # {level: {id: name}}, parents at the next coarser level
-                new: dict = {}
-                parents: dict = {}
-                for r in rows.tolist():
-                    lv, c = int(ints[3][r]), int(y[r])
-                    new.setdefault(lv, {})[c] = self._level_names[lv][c]
-                    if lv > 0:
-                        parents.setdefault(lv, {})[c] = int(info["ancestors"][r, lv - 1])
-                info["new_classes"] = new
-                info["new_class_parents"] = parents
-            elif self.multi_label:  # classes first visible in this batch
-                f = self.stream.first_position
-                lo = batch["stop"] - batch["n"]
-                ids = np.flatnonzero((f >= lo) & (f < batch["stop"])
-                                     & batch["ymat"][rows].any(0))
-                info["new_classes"] = {int(c): self._names[c] for c in ids}
-            else:
-                ids = y[rows]
-                info["new_classes"] = {int(c): self._names[c] for c in ids}
-                if self._ancestors is not None:
-                    info["new_class_parents"] = {int(c): int(self._ancestors[c, -1])
-                                                 for c in ids}
+            self.rows.new_classes(info, batch, np.flatnonzero(flags[0]))
         return info
 
     def iter_batches(self, start: int, stop: int):
@@ -269,41 +230,6 @@ class ContinualEnv(gym.Env):
             batch["new"] = bool(new.any())
             yield self._obs(batch), self._info(batch, batch["valid"].astype(bool))
             pos = batch["stop"]
-
-    def _step_multi_label(self, batch: dict, action):
-        """Reward = mean over valid rows of the sample-F1 over the visible labels."""
-        from clenv.metrics.multilabel import sample_f1
-
-        action = np.asarray(action)
-        if action.shape != (self.B, self.n_classes) or action.dtype.kind not in "iub" \
-                or (action.size and (action.min() < 0 or action.max() > 1)):
-            raise ValueError(f"action must be a 0/1 array of shape ({self.B}, {self.n_classes})"
-                             f"; got {action.dtype} {action.shape}")
-        valid = batch["valid"].astype(bool)
-        f1 = sample_f1(batch["ymat"][valid], action[valid], batch["mask"][valid])
-        first = batch["flags"][2][valid]
-        self.online_correct += float(f1[first].sum())
-        self.online_count += int(first.sum())
-        info = self._info(batch, valid)
-        self.position = batch["stop"]
-        terminated = self.position >= self.stream.length
-        self._batch = None if terminated else self._make_batch(self.position)
-        return self._obs(self._batch), float(f1.mean()), terminated, False, info
-
-    def _level_action(self, action, level: np.ndarray) -> np.ndarray:
-        """A hierarchical action {level_l: (B,) labels} -> each row's label at its level."""
-        if not isinstance(action, dict) or set(action) != set(self.action_keys):
-            raise ValueError(f"action must be a dict with keys {self.action_keys}, one (B,) "
-                             "integer array of labels per level")
-        rows = []
-        for k, size in zip(self.action_keys, self.level_sizes, strict=True):
-            a = np.asarray(action[k])
-            if a.shape != (self.B,) or a.dtype.kind not in "iu" or a.min() < 0 \
-                    or a.max() >= size:
-                raise ValueError(f"action[{k!r}] must be an integer array of shape ({self.B},) "
-                                 f"holding labels in [0, {size})")
-            rows.append(a)
-        return np.stack(rows)[level, np.arange(self.B)]
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -339,35 +265,8 @@ class ContinualEnv(gym.Env):
                 raise RuntimeError("step() before reset(): call reset() first to start an "
                                    "episode")
             raise RuntimeError("step() after the stream ended; call reset()")
-        if self.multi_label:
-            return self._step_multi_label(batch, action)
-        if self.levels > 1:
-            action = self._level_action(action, batch["ints"][3])
-        action = np.asarray(action)
-        if action.shape != (self.B,) or action.dtype.kind not in "iu":
-            raise ValueError(f"action must be an integer array of shape ({self.B},) holding "
-                             f"class ids in [0, {self.n_classes}); got {action.dtype} "
-                             f"{action.shape}")
-        # Small batches are checked and scored on Python lists: after a training step, numpy's
-        # ufunc reductions on 10-element arrays cost several microseconds each (measured in
-        # benchmarks/loop_overhead.py); larger or padded batches take the numpy path.
-        labels = action.tolist()
-        if self.levels == 1 and (min(labels) < 0 or max(labels) >= self.n_classes):
-            raise ValueError(f"action must hold class ids in [0, {self.n_classes}); got values "
-                             f"from {min(labels)} to {max(labels)}")
-        y, n = batch["ints"][0], batch["n"]
         valid = batch["valid"].astype(bool)
-        if n == self.B and batch["all_first"] and n <= 64:
-            n_hit = sum(map(operator.eq, labels, y.tolist()))
-            self.online_correct += n_hit
-            self.online_count += n
-        else:
-            hit = (action == y) & valid
-            n_hit = int(np.count_nonzero(hit))
-            first = batch["flags"][2]
-            self.online_correct += int(np.count_nonzero(hit & first))
-            self.online_count += int(np.count_nonzero(first))
-        reward = n_hit / n
+        reward = self.rows.score(batch, action, valid)
         info = self._info(batch, valid)
         self.position = batch["stop"]
         terminated = self.position >= self.stream.length

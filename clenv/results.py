@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from clenv.atomic import write_json_atomic
+from clenv.config.loader import check_folder_name  # noqa: F401 (its old path)
 from clenv.errors import EnvironmentFailure, UserError
 
 LOCK_NAME = ".clenv.lock"
@@ -285,13 +286,22 @@ def family(start: dict) -> str:
     return "stream"
 
 
-def check_folder_name(name, key: str = "name") -> None:
-    """A name that decides a results folder (results/<name>) must be one plain folder name."""
-    from clenv.errors import ConfigError
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
-    text = str(name)
-    if (not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
-            or len(text.encode()) > 255):
-        raise ConfigError(key, f"expected a plain folder name (no '/', '\\', '..'), got "
-                          f"{text[:60]!r}; it names the results folder",
-                          "give a name like split_mnist_er, or choose the folder with --out")
+
+def figure_out(out: str | None, default: Path) -> Path:
+    """Where ``clenv plot`` writes: ``--out`` (a file with a figure extension in an existing
+    folder, or an existing folder to hold the default name), else ``default``."""
+    if not out:
+        return default
+    path = Path(out)
+    if path.is_dir():
+        return path / default.name
+    if not path.parent.is_dir():
+        raise UserError(f"--out {out}: folder {path.parent} does not exist; create it first or "
+                        "give an existing folder")
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in FIGURE_FORMATS:
+        raise UserError(f"--out {out}: unknown figure extension {path.suffix or '(none)'!r}; "
+                        f"expected one of {', '.join('.' + f for f in FIGURE_FORMATS)}")
+    return path

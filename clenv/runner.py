@@ -1,61 +1,58 @@
-"""The Runner: drives the Env with a strategy (test-then-train), schedules evaluation, counts
-budgets, writes the results folder (config.yaml, run.json, events.jsonl, metrics.json,
-accuracy_matrix.csv, figures)."""
+"""The Runner (loop layer, docs/design.md): drives the Env with a strategy (test-then-train),
+schedules evaluation, counts budgets, writes the results folder (config.yaml, run.json,
+events.jsonl, metrics.json, accuracy_matrix.csv, figures)."""
 
 from __future__ import annotations
 
 import os
-import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from clenv import results
-from clenv.atomic import write_json_atomic, write_text_atomic
-from clenv.config.loader import dump_config
+import clenv.progress as bars  # looked up at call time (tests swap the bar)
+from clenv import checkpoint, results
+from clenv.agcd.loop import run_agcd
+from clenv.atomic import write_text_atomic
 from clenv.data.pool import Pool
 from clenv.data.registry import load_pool
 from clenv.data.tree import parents
 from clenv.env import ContinualEnv
 from clenv.errors import UserError
-from clenv.evaluator import Evaluator
+from clenv.evaluation.single_label import Evaluator
 from clenv.events import EventLog
-from clenv.hier_evaluator import HierarchyEvaluator
+from clenv.families.base import Family
+from clenv.families.registry import FAMILIES, choose
 from clenv.loggers import close_loggers, open_loggers
-from clenv.metrics.summary import summarize
-from clenv.ml_evaluator import MultiLabelEvaluator
-from clenv.scenarios.registry import build_stream
+from clenv.recorder import Recorder, prepare_evaluation, start_record
+from clenv.run_files import begin_results, write_end
+from clenv.schedule import Schedule
 from clenv.strategies.base import Strategy, resolve_device
-from clenv.strategies.registry import STRATEGIES, import_target, strategy_class, strategy_entry
+from clenv.strategies.registry import make_strategy
 from clenv.strategies.spec import StrategySpec
 
 
-def make_env(cfg: dict, pool: Pool) -> ContinualEnv:
-    sc = cfg["scenario"]
-
-    def factory(seed: int):
-        return build_stream(pool, {**sc, "seed": seed}, "scenario")
-
-    return ContinualEnv(pool, factory, seed=sc["seed"], batch_size=sc["batch_size"],
-                        boundaries=sc["boundaries"] == "exposed", task_ids=sc["task_ids"])
+def make_env(cfg: dict, pool: Pool):
+    """The Env of a validated config (its family's)."""
+    return choose(cfg, pool)[1]
 
 
-def make_strategy(section: dict) -> Strategy:
-    entry = strategy_entry(section)
-    if entry.name in STRATEGIES:
-        cls = import_target(entry.target, "strategy.name")
-    else:  # a user's package.module:Class: called only when it is a Strategy subclass
-        cls = strategy_class(entry.name, "strategy.name")
-    return cls(**{k: v for k, v in section.items() if k != "name"})
+# the drivers of loops other than the stream loop, by Family.loop (one line per loop)
+ROUND_LOOPS = {"query_rounds": run_agcd}
 
 
-def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
+def stream_family(cfg: dict, env) -> Family:
+    """The family that claims an Env's stream (for callers that built the Env themselves)."""
+    return next(f for f in FAMILIES if f.claims(cfg, env.stream))
+
+
+def make_spec(cfg: dict, env: ContinualEnv, family: Family | None = None) -> StrategySpec:
+    """What the strategy learns at setup; ``family``: the run's Family record (None: the one
+    that claims the Env's stream)."""
     sc, budget = cfg["scenario"], cfg["budget"]
+    family = family or stream_family(cfg, env)
     return StrategySpec(
         input_shape=env.pool.shape, image=env.pool.is_image, n_classes=env.n_classes,
         batch_size=env.B, stream_length=env.stream.length, n_tasks=env.stream.n_tasks,
@@ -66,28 +63,8 @@ def make_spec(cfg: dict, env: ContinualEnv) -> StrategySpec:
         device=str(resolve_device(cfg["device"])), seed=cfg["seed"],
         memory_size=budget["memory_size"], updates_per_sample=budget["updates_per_sample"],
         epochs=sc.get("epochs", 1), model=cfg["model"],
-        task_ends=(env.stream.task_ends.tolist() if sc["boundaries"] == "exposed" else []))
-
-
-def provenance(cfg: dict, stream_sha: str) -> dict:
-    import gymnasium
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    from clenv import __version__
-
-    return {
-        "clenv": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-        "numpy": np.__version__, "gymnasium": gymnasium.__version__,
-        "git_commit": commit or None, "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "device": cfg["device"], "stream_sha256": stream_sha, "argv": sys.argv,
-    }
+        task_ends=(env.stream.task_ends.tolist() if sc["boundaries"] == "exposed" else []),
+        family=family.name)
 
 
 class Run:
@@ -103,12 +80,7 @@ class Run:
 
             self.pool, self.validation_pool = carve_validation(
                 self.pool, cfg["scenario"]["validation"], cfg["scenario"]["seed"])
-        if cfg["scenario"]["generator"] == "agcd":  # query rounds, not a stream
-            from clenv.agcd.loop import make_agcd_env
-
-            self.env = make_agcd_env(cfg, self.pool)
-        else:
-            self.env = make_env(cfg, self.pool)
+        self.family, self.env = choose(cfg, self.pool)  # the one place a family is chosen
         self.env.validation_pool = self.validation_pool
 
     def execute(self, out_dir: str | os.PathLike | None, *, progress: bool = False,
@@ -132,13 +104,9 @@ class Run:
             raise
 
     def _execute(self, out: Path | None, *, progress: bool, resume: bool) -> dict:
-        from clenv import checkpoint
-
         cfg = self.cfg
-        if cfg["scenario"]["generator"] == "agcd":
-            from clenv.agcd.loop import run_agcd
-
-            return run_agcd(self, out, progress=progress, resume=resume)
+        if self.family.loop != "stream":  # query rounds: their own driver, same folder rules
+            return ROUND_LOOPS[self.family.loop](self, out, progress=progress, resume=resume)
         t0 = time.perf_counter()
         strategy = make_strategy(cfg["strategy"])
         stream_sha = self.env.stream.sha256() if out is not None else None
@@ -146,14 +114,12 @@ class Run:
         # plug-in targets and heads, a state that cannot be checkpointed) before any file
         saver, resumed = checkpoint.prepare(cfg, out, strategy, resume, stream_sha=stream_sha)
         self.env.reset(seed=cfg["scenario"]["seed"])
-        strategy.setup(make_spec(cfg, self.env))
+        strategy.setup(make_spec(cfg, self.env, self.family))
         if saver is not None:
             strategy.state_dict()
         if out is not None:  # nothing is written before the checkpoint is accepted
-            results.start_run(out, keep=results.RESUME_KEEPS if resumed is not None
-                              else frozenset())
-            write_text_atomic(out / "config.yaml", dump_config(cfg))
-            write_json_atomic(out / "run.json", provenance(cfg, stream_sha))
+            begin_results(out, cfg, stream_sha, results.RESUME_KEEPS if resumed is not None
+                          else frozenset())
         log = (resumed.event_log(out / "events.jsonl") if resumed is not None
                else EventLog(out / "events.jsonl" if out is not None else None))
         loggers = (open_loggers(cfg["output"]["loggers"], out, log) if out is not None
@@ -161,7 +127,7 @@ class Run:
         wall: dict = {"setup": time.perf_counter() - t0}
         try:
             end = episode(cfg, self.env, strategy, log, wall, progress=progress, out=out,
-                          checkpoint=saver, resume=resumed, set_up=True)
+                          checkpoint=saver, resume=resumed, set_up=True, family=self.family)
             if self.env.stream.meta.get("related"):
                 tr = time.perf_counter()
                 scratch_copies(cfg, self.env, log)
@@ -171,18 +137,17 @@ class Run:
                 ref_cfg = {**cfg, "strategy": {"name": "joint", **_joint_params(cfg)}}
                 ref_log = EventLog(None)
                 episode(ref_cfg, self.env, make_strategy(ref_cfg["strategy"]), ref_log, {},
-                        anytime=False)
+                        anytime=False, family=self.family)
                 for e in ref_log.records:
                     if e["type"] == "eval" and e["kind"] == "task_end":
                         log.write({"type": "reference", "strategy": "joint", "row": e["row"],
                                    "counts": e["counts"]})
                 wall["reference"] = time.perf_counter() - tr
-            wall["total"] = time.perf_counter() - t0
-            log.write({"type": "end", **end, "wall": wall})
+            write_end(log, wall, t0, **end)
         finally:
             log.close()
             close_loggers(loggers)
-        metrics = summarize(log.records)
+        metrics = self.family.summarize(log.records)
         if self.validation_pool is not None:
             from clenv.validation import validation_metrics
 
@@ -219,14 +184,6 @@ def scratch_copies(cfg: dict, env: ContinualEnv, log: EventLog) -> None:
         log.write({"type": "scratch", "pair": i, "samples": stop - start, "counts": counts})
 
 
-def prepare_evaluation(strategy: Strategy) -> None:
-    """Tell a strategy that an evaluation follows (its optional ``prepare_evaluation`` hook:
-    GDumb retrains on its memory there)."""
-    hook = getattr(strategy, "prepare_evaluation", None)
-    if hook is not None:
-        hook()
-
-
 def _joint_params(cfg: dict) -> dict:
     s = cfg["strategy"]
     keep = ("optimizer", "lr", "momentum", "weight_decay")
@@ -246,14 +203,6 @@ def write_results(out: Path, metrics: dict, cfg: dict) -> None:
     results.write_metrics_last(out, metrics)
 
 
-def _argmax(scores) -> np.ndarray:
-    """Row-wise argmax of a (B, C) score tensor or array, as a numpy array."""
-    a = scores.argmax(1)
-    if isinstance(a, np.ndarray):
-        return a
-    return a.numpy() if a.device.type == "cpu" else a.cpu().numpy()
-
-
 def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int) -> list[str]:
     exceeded = []
     mem = limits.get("memory_size")
@@ -269,136 +218,68 @@ def _budget_check(limits: dict, counters: dict, stream_samples: int, batch: int)
 
 def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wall: dict, *,
             progress: bool = False, anytime: bool = True, out: Path | None = None,
-            checkpoint=None, resume=None, set_up: bool = False) -> dict:
+            checkpoint=None, resume=None, set_up: bool = False,
+            family: Family | None = None) -> dict:
     """One full pass over the stream; writes start and eval records to ``log``, adds phase
     times to ``wall`` and returns the fields of the end record. ``checkpoint`` (a
     clenv.checkpoint.Checkpointer) saves the loop's state as it goes; ``resume`` (a
     clenv.checkpoint.Resumed) continues from a saved state instead of the stream's start.
-    ``set_up``: the caller already ran ``strategy.setup`` on this Env's spec."""
-    sc = cfg["scenario"]
-    obs, _ = env.reset(seed=sc["seed"])
-    stream = env.stream
+    ``set_up``: the caller already ran ``strategy.setup`` on this Env's spec. ``family``: the
+    run's Family record (None: the one that claims the Env's stream)."""
+    family = family or stream_family(cfg, env)
+    obs, _ = env.reset(seed=cfg["scenario"]["seed"])
     if not set_up:
-        strategy.setup(make_spec(cfg, env))
+        strategy.setup(make_spec(cfg, env, family))
         if checkpoint is not None:  # an uncheckpointable strategy is refused before any work
             strategy.state_dict()
-    hierarchical = stream.levels > 1
-    multi_label = env.multi_label
-    threshold = cfg["eval"]["threshold"]
-    if multi_label:
-        evaluator = MultiLabelEvaluator(env.pool, stream, cfg["eval"]["batch_size"], threshold)
-    else:
-        evaluator = (HierarchyEvaluator if hierarchical else Evaluator)(
-            env.pool, stream, cfg["eval"]["batch_size"])
-    val_pool = getattr(env, "validation_pool", None)  # scenario.validation (clenv.validation)
-    val_evaluator = None
-    if val_pool is not None:
-        val_evaluator = (MultiLabelEvaluator(val_pool, stream, cfg["eval"]["batch_size"],
-                                             threshold) if multi_label
-                         else type(evaluator)(val_pool, stream, cfg["eval"]["batch_size"]))
-    logit_threshold = float(np.log(threshold / (1 - threshold))) if 0 < threshold < 1 else 0.0
-    T = stream.n_tasks
     every = cfg["eval"]["every"] if anytime else 0
     limits = {k: v for k, v in cfg["budget"].items() if v is not None}
-    start_record = {
-        "type": "start", "format": 3, "name": cfg["name"], "strategy": cfg["strategy"]["name"],
-        "generator": stream.generator, "n_classes": env.n_classes,
-        "class_names": env.pool.class_names, "n_tasks": T, "n_domains": stream.n_domains,
-        "columns": [np.asarray(c).tolist() for c in stream.columns],
-        "column_names": stream.column_names, "first_row": stream.first_row,
-        "square": stream.square, "task_starts": stream.task_starts.tolist(),
-        "task_ends": stream.task_ends.tolist(),
-        "unit_first_position": stream.unit_first_position.tolist(),
-        "first_position": stream.first_position.tolist(), "stream_length": stream.length,
-        "batch_size": env.B, "eval_every": every, "budget_limits": limits,
-        "seed": cfg["seed"], "scenario_seed": sc["seed"], "lifelong": stream.meta,
-        "multi_label": multi_label, "threshold": threshold,
-        "levels": stream.levels, "level_sizes": list(getattr(stream, "level_sizes", [])),
-        "level_offsets": list(getattr(stream, "level_offsets", [])),
-    }
     if resume is None:
-        log.write(start_record)
+        log.write(start_record(cfg, env, family, every, limits))
     wall.update(train=0.0, eval=0.0)
-    exposed = sc["boundaries"] == "exposed"
-    save_scores = cfg["output"]["save_scores"]
-    scores_store: dict[str, np.ndarray] = {}
-    state = {"steps": 0, "reward_sum": 0.0, "loss_sum": 0.0, "loss_count": 0}
-    t_start = time.perf_counter()
-
-    def record(kind: str, **extra) -> None:
-        tp = time.perf_counter()
-        prepare_evaluation(strategy)  # e.g. GDumb retrains here: training time
-        wall["train"] += time.perf_counter() - tp
-        te = time.perf_counter()
-        pos = env.position
-        seen = stream.seen_mask(pos)
-        units = stream.seen_units(pos)
-        fwt_masks = None
-        if kind == "init" and stream.square and not hierarchical and not multi_label:
-            fwt_masks = np.zeros((T, env.n_classes), dtype=bool)
-            for j in range(1, T):
-                fwt_masks[j] = stream.seen_mask(int(stream.task_ends[j - 1]))
-        counts, sc_arr = evaluator.evaluate(
-            strategy, seen, task_aware=kind in ("init", "task_end"), fwt_masks=fwt_masks,
-            seen_units=units if kind in ("anytime", "probe") else None)
-        if save_scores and kind == "task_end" and sc_arr is not None:
-            scores_store[f"row_{extra['row']}"] = sc_arr.astype(np.float16)
-        rec = {"type": "eval", "kind": kind, "samples": pos, "steps": state["steps"],
-               "task": int(min(stream.task_at(max(pos - 1, 0)), T - 1)),
-               "seen": np.flatnonzero(units).tolist(), "counts": counts,
-               "online": {"correct": env.online_correct, "count": env.online_count},
-               "reward_sum": state["reward_sum"], "budget": strategy.counters(),
-               "train_loss": (state["loss_sum"] / state["loss_count"] if state["loss_count"]
-                              else None),  # mean of learn()'s losses since the last eval
-               "wall": round(time.perf_counter() - t_start, 6), **extra}
-        state["loss_sum"], state["loss_count"] = 0.0, 0
-        log.write(rec)
-        if val_evaluator is not None and kind in ("init", "task_end"):
-            vcounts, _ = val_evaluator.evaluate(strategy, seen, task_aware=True,
-                                                fwt_masks=fwt_masks)
-            log.write({**rec, "type": "validation", "counts": vcounts})
-        wall["eval"] += time.perf_counter() - te
-
+    record = Recorder(cfg, env, strategy, family, log, wall)
+    schedule = Schedule(env.stream, every)
     if resume is None:
         record("init")
-    bar = None
-    if progress:
-        from clenv.progress import progress_bar
-
-        bar = progress_bar(stream.length, "samples", cfg["name"])
-    task_ends = stream.task_ends.tolist()
-    next_task = 0  # index of the next task end to reach
-    next_eval = every if every else None
-    probes = list(stream.probes)
-    next_probe = probes[0][0] if probes else None
-    started = -1
-    n_probes = len(probes)
+    bar = bars.progress_bar(env.stream.length, "samples", cfg["name"]) if progress else None
     if resume is not None:  # continue from the checkpoint's position and schedule
-        obs = resume.restore(strategy, env, state, scores_store)
-        next_task, next_eval, started = (resume.loop[k] for k in ("next_task", "next_eval",
-                                                                   "started"))
-        del probes[:resume.loop["probes_done"]]
-        next_probe = probes[0][0] if probes else None
+        obs = resume.restore(strategy, env, record.state, record.scores)
+        schedule.restore(resume.loop)
+    stream_loop(obs, env, strategy, family.decoder(cfg), schedule, record,
+                exposed=cfg["scenario"]["boundaries"] == "exposed", checkpoint=checkpoint,
+                bar=bar)
+    if schedule.end_needs_anytime(env.position):  # A_last: at the end of the stream
+        record("anytime")
+    if bar is not None:
+        bar.update(env.position - bar.n)
+        bar.close()
+    counters = strategy.counters()
+    if cfg["output"]["save_scores"] and out is not None:
+        np.savez_compressed(out / "scores.npz", **record.scores)
+    state = record.state
+    return {"samples": env.position, "steps": state["steps"],
+            "online": {"correct": env.online_correct, "count": env.online_count},
+            "reward_sum": state["reward_sum"], "budget": counters,
+            "budget_exceeded": _budget_check(limits, counters, env.stream.length, env.B)}
+
+
+def stream_loop(obs: dict, env: ContinualEnv, strategy: Strategy, decode, schedule: Schedule,
+                record: Recorder, *, exposed: bool, checkpoint=None, bar=None) -> None:
+    """Test-then-train over the rest of the stream: predict, decode the action, step, learn;
+    the schedule's evaluations at the positions where they fall due."""
+    state, log, wall = record.state, record.log, record.wall
+    drain = getattr(strategy, "drain_events", list)  # plug-in events (forgetting resets)
     tt = time.perf_counter()
-    terminated = end_served = False
+    terminated = False
     while not terminated:
-        if exposed and started < next_task:
-            strategy.on_task_start(next_task)
-            started = next_task
-        scores = strategy.predict(obs)
-        if multi_label:  # sigmoid(score) > threshold  <=>  score > logit(threshold)
-            sc = scores if isinstance(scores, np.ndarray) else scores.detach().cpu().numpy()
-            action = (sc > logit_threshold).astype(np.int8)
-        elif hierarchical:
-            action = {f"level_{lv}": _argmax(s) for lv, s in sorted(scores.items())}
-        else:
-            action = _argmax(scores)
-        new_obs, reward, terminated, _, info = env.step(action)
+        if exposed and schedule.started < schedule.next_task:
+            strategy.on_task_start(schedule.task_to_start())
+        new_obs, reward, terminated, _, info = env.step(decode(strategy.predict(obs)))
         losses = strategy.learn(obs, info)
         if losses and losses.get("loss") is not None:
             state["loss_sum"] += float(losses["loss"])
             state["loss_count"] += 1
-        for ev in getattr(strategy, "drain_events", list)():  # plug-in events (resets)
+        for ev in drain():
             log.write({"type": "event", **ev, "samples": env.position,
                        "env_step": state["steps"] + 1})
         obs = new_obs
@@ -407,47 +288,13 @@ def episode(cfg: dict, env: ContinualEnv, strategy: Strategy, log: EventLog, wal
         pos = env.position
         if bar is not None and state["steps"] % 50 == 0:
             bar.update(pos - bar.n)  # drawn after the bar's delay, at most ~10 times a second
-        # task ends first: a task hook (e.g. joint's retraining) is part of reaching pos
-        while next_task < T and pos >= task_ends[next_task]:
-            wall["train"] += time.perf_counter() - tt
-            if exposed:
-                strategy.on_task_end(next_task)
-            # one record per position (events format 3): the last task end at pos also serves
-            # as the anytime point due here, or as the one at the end of the stream
-            last_here = next_task + 1 == T or pos < task_ends[next_task + 1]
-            serves = last_here and bool(every) and (
-                terminated or (next_eval is not None and pos >= next_eval))
-            record("task_end", row=next_task,
-                   **({"kinds": ["task_end", "anytime"]} if serves else {}))
-            if serves:
-                next_eval = (pos // every + 1) * every
-                end_served = terminated
-            next_task += 1
-            tt = time.perf_counter()
-        if next_eval is not None and pos >= next_eval:
-            wall["train"] += time.perf_counter() - tt
-            record("anytime")
-            next_eval = (pos // every + 1) * every
-            tt = time.perf_counter()
-        while next_probe is not None and pos >= next_probe:
-            wall["train"] += time.perf_counter() - tt
-            record("probe", target=next_probe, **probes.pop(0)[1])
-            next_probe = probes[0][0] if probes else None
-            tt = time.perf_counter()
+        if pos >= schedule.next_due:
+            for kind, extra in schedule.due(pos, terminated):
+                wall["train"] += time.perf_counter() - tt
+                if exposed and kind == "task_end":
+                    strategy.on_task_end(extra["row"])
+                record(kind, **extra)
+                tt = time.perf_counter()
         if checkpoint is not None and not terminated and checkpoint.due(pos):
-            checkpoint.save(strategy, env, log, state, scores_store, {
-                "next_task": next_task, "next_eval": next_eval, "started": started,
-                "probes_done": n_probes - len(probes)})
+            checkpoint.save(strategy, env, log, state, record.scores, schedule.loop_state())
     wall["train"] += time.perf_counter() - tt
-    if every and env.position % every and not end_served:  # A_last: at the end of the stream
-        record("anytime")
-    if bar is not None:
-        bar.update(env.position - bar.n)
-        bar.close()
-    counters = strategy.counters()
-    if save_scores and out is not None:
-        np.savez_compressed(out / "scores.npz", **scores_store)
-    return {"samples": env.position, "steps": state["steps"],
-            "online": {"correct": env.online_correct, "count": env.online_count},
-            "reward_sum": state["reward_sum"], "budget": counters,
-            "budget_exceeded": _budget_check(limits, counters, stream.length, env.B)}

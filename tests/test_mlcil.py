@@ -19,9 +19,9 @@ from clenv.config.loader import load_config
 from clenv.data.pool import Pool
 from clenv.data.registry import load_pool
 from clenv.errors import ConfigError
+from clenv.evaluation.multi_label import MultiLabelEvaluator
 from clenv.events import EventLog
 from clenv.metrics.multilabel import sample_f1
-from clenv.ml_evaluator import MultiLabelEvaluator
 from clenv.models.registry import validate_model
 from clenv.runner import Run, episode, make_env
 from clenv.scenarios.registry import build_stream, validate_scenario

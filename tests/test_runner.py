@@ -169,7 +169,7 @@ def test_cnn_on_digits_and_scores(tmp_path):
 
 
 def test_evaluator_never_credits_fully_masked_rows(small_cfg):
-    from clenv.evaluator import Evaluator
+    from clenv.evaluation.single_label import Evaluator
 
     r = Run(load_config(small_cfg))
 

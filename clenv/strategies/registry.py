@@ -3,13 +3,17 @@ so `clenv check` validates strategy parameters without importing torch."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clenv.agcd.config import AGCD_STRATEGY_FIELDS
+from clenv.config.imports import import_target
 from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
+
+if TYPE_CHECKING:  # the registry stays torch-free for `clenv check`
+    from clenv.strategies.base import Strategy
 
 OPTIM_FIELDS: dict[str, Field] = {
     "optimizer": Field(str, "sgd", "optimiser", choices=("sgd", "adam", "adamw")),
@@ -373,7 +377,7 @@ def strategy_class(target: str, key: str = "strategy.name") -> type:
     """The class a ``package.module:Class`` strategy name points at, refused (ConfigError)
     unless it is a subclass of clenv's Strategy: nothing the config names is called before
     this check. Importing the module runs it, like a Python import (and imports torch)."""
-    from clenv.strategies.base import Strategy
+    from clenv.strategies.base import Strategy  # torch: only when a class is resolved
 
     cls = import_target(target, key)
     if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
@@ -384,12 +388,12 @@ def strategy_class(target: str, key: str = "strategy.name") -> type:
     return cls
 
 
-def import_target(target: str, key: str):
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(key, f"cannot import {describe(target)} ({describe(str(exc), 120)})",
-                          "give package.module:Class importable from the current environment"
-                          ) from None
+def make_strategy(section: dict) -> Strategy:
+    """The strategy a validated ``strategy`` section names: a registered entry's class, or a
+    user's ``package.module:Class`` once it is known to be a Strategy subclass."""
+    entry = strategy_entry(section)
+    if entry.name in STRATEGIES:
+        cls = import_target(entry.target, "strategy.name")
+    else:  # a user's package.module:Class: called only when it is a Strategy subclass
+        cls = strategy_class(entry.name, "strategy.name")
+    return cls(**{k: v for k, v in section.items() if k != "name"})

@@ -17,6 +17,8 @@ class StrategySpec:
     memory_size / updates_per_sample: the scenario's budgets (None = unbounded).
     levels > 1 (hierarchical streams): predict returns {level: (B, C_level) scores}; rows of a
     batch carry their level in info["level"] and their label at that level in info["y"].
+    family: the problem family's name (docs/design.md, "Families"), set by the loop from the
+    Family record; a spec built by hand without it gets the family its flags describe.
     """
 
     input_shape: tuple[int, ...]
@@ -40,11 +42,21 @@ class StrategySpec:
     # stream positions where the tasks end; given only with exposed boundaries (a learner
     # told the boundaries may know the last batch of a task, as Avalanche's is_last_subexp)
     task_ends: list[int] = field(default_factory=list)
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.family:  # a hand-built spec: the family its label flags describe
+            self.family = ("multi_label" if self.multi_label
+                           else "hierarchical" if self.levels > 1 else "single_label")
 
 
 def label_shape(spec: StrategySpec) -> tuple[int, ...]:
     """Shape of one sample's label row as strategies store it: () for a class id, (2,) for
     (label, level) in hierarchies, (2, C) for (visible labels, mask) in multi-label streams."""
-    if spec.multi_label:
-        return (2, spec.n_classes)
-    return (2,) if spec.levels > 1 else ()
+    return LABEL_SHAPES.get(spec.family, lambda _: ())(spec)
+
+
+LABEL_SHAPES = {
+    "multi_label": lambda spec: (2, spec.n_classes),
+    "hierarchical": lambda spec: (2,),
+}

@@ -16,6 +16,7 @@ import yaml
 
 from clenv.atomic import write_text_atomic
 from clenv.errors import UserError
+from clenv.sweep.index import load_metrics, read_index
 from clenv.sweep.stats import mean_std, paired_difference
 
 DEFAULT_METRICS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
@@ -32,18 +33,6 @@ class Group:
     runs: list[dict]  # {"id", "params", "metrics"} of the complete runs
     failed: int = 0
     score: float | None = None  # selection score, when the sweep selects
-
-
-def load_metrics(d: str | Path, index: dict) -> dict[str, dict]:
-    """run id -> parsed metrics.json of each complete run of the sweep in ``d``."""
-    out = {}
-    for e in index["runs"]:
-        path = Path(d) / e["dir"] / "metrics.json"
-        try:
-            out[e["id"]] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-    return out
 
 
 def require_one_metrics_version(metrics_of: dict[str, dict]) -> None:
@@ -124,8 +113,6 @@ def table(d: str | Path, *, metrics: list[str] | None = None, baseline: str | No
           diff_metric: str | None = None, sort: str | None = None, ascending: bool = False,
           all_configs: bool = False) -> tuple[list[str], list[list], list[list[str]]]:
     """(header, raw rows for CSV, formatted rows for Markdown) of the sweep in ``d``."""
-    from clenv.sweep.driver import read_index
-
     index = read_index(d)
     metrics_of = load_metrics(d, index)
     if not metrics_of:

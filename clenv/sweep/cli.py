@@ -87,7 +87,7 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_sweep(args: argparse.Namespace) -> int:
-    from clenv.cli import figure_out
+    from clenv.results import figure_out
     from clenv.sweep.plots import plot_sweep
 
     d = args.dirs[0]

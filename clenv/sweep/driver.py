@@ -13,16 +13,15 @@ refused when it holds files clenv did not write, unless ``force`` (clenv.results
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from clenv import results
 from clenv.atomic import write_json_atomic
 from clenv.errors import UserError
+from clenv.sweep.index import INDEX_NAME, check_index, read_index  # noqa: F401 (old path)
 from clenv.sweep.spec import Sweep
 
-INDEX_NAME = "sweep.json"
 BACKENDS = ("local", "ray")
 
 
@@ -120,37 +119,6 @@ def check_checkpoints(run_dirs) -> None:
 def is_complete(run_dir: str | Path) -> bool:
     """True when ``run_dir/metrics.json`` exists and parses (it is written atomically, last)."""
     return results.is_complete(run_dir)
-
-
-def read_index(d: str | Path) -> dict:
-    """DIR/sweep.json, or a UserError naming the fix."""
-    path = Path(d) / INDEX_NAME
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise UserError(f"{d}: no readable {INDEX_NAME}; give a folder written by clenv "
-                        "sweep") from None
-    check_index(index, path)
-    return index
-
-
-def check_index(index, path: Path) -> None:
-    """One line when sweep.json does not have the shape clenv sweep writes."""
-    def bad(what: str) -> UserError:
-        return UserError(f"{path}: {what}; the file is damaged or not written by clenv sweep: "
-                         "run the sweep again")
-
-    if not isinstance(index, dict):
-        raise bad(f"expected a JSON object, got a {type(index).__name__}")
-    for key, kind in (("runs", list), ("axes", dict), ("replicates", list)):
-        if not isinstance(index.get(key), kind):
-            raise bad(f"{key!r} is missing or not a {kind.__name__}")
-    for i, e in enumerate(index["runs"]):
-        if not (isinstance(e, dict) and isinstance(e.get("id"), str)
-                and isinstance(e.get("dir"), str) and isinstance(e.get("params"), dict)):
-            raise bad(f"runs[{i}] is not an object with id, dir and params")
-        if Path(e["dir"]).is_absolute() or ".." in Path(e["dir"]).parts:
-            raise bad(f"runs[{i}].dir {e['dir'][:60]!r} leaves the sweep folder")
 
 
 def is_sweep_dir(d: str | Path) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clenv.atomic import write_json_atomic
 from clenv.metrics import accuracy_matrix as am
+from clenv.sweep.index import load_metrics
 
 SELECTION_NAME = "selection.json"
 MATRIX_METRICS = {
@@ -85,8 +86,6 @@ def select_runs(index: dict, metrics_of: dict[str, dict]) -> dict:
 
 def write_selection(out: Path, index: dict) -> dict:
     """Compute the selection of the sweep in ``out`` and write selection.json."""
-    from clenv.sweep.aggregate import load_metrics
-
     result = select_runs(index, load_metrics(out, index))
     write_json_atomic(Path(out) / SELECTION_NAME, result)
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from clenv.data.pool import Pool
+from clenv.evaluation.base import batched_scores
 from clenv.scenarios.stream import Stream
 
 
@@ -57,12 +58,7 @@ class Evaluator:
 
     def scores(self, strategy, rows: np.ndarray) -> np.ndarray:
         """Scores (n, C) for the test rows ``rows``, in predict calls of batch_size rows."""
-        out = np.empty((len(rows), self.C), dtype=np.float32)
-        for s in range(0, len(rows), self.batch_size):
-            x = self.inputs(rows[s:s + self.batch_size])
-            sc = strategy.predict({"x": x, "valid": np.ones(len(x), dtype=np.int8)})
-            out[s:s + len(x)] = sc.detach().cpu().numpy() if hasattr(sc, "detach") else sc
-        return out
+        return batched_scores(strategy, self.inputs, rows, [self.C], self.batch_size)[0]
 
     def counts(self, scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per-unit correct counts; ``mask`` is (C,) or per-row (n, C). A row counts as

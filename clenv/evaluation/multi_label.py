@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from clenv.data.pool import Pool
+from clenv.evaluation.base import batched_scores
 from clenv.metrics.multilabel import average_precision_per_class, f1_counts, predict_at_threshold
 from clenv.scenarios.stream import Stream
 
@@ -28,16 +29,24 @@ class MultiLabelEvaluator:
         self.test_idx = pool.test_indices
         self.y = pool.y[self.test_idx].astype(np.int64)
 
-    def scores(self, strategy, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.C), dtype=np.float32)
-        for s in range(0, len(rows), self.batch_size):
-            x = self.pool.x[self.test_idx[rows[s:s + self.batch_size]]]
-            sc = strategy.predict({"x": x, "valid": np.ones(len(x), dtype=np.int8)})
-            out[s:s + len(x)] = sc.detach().cpu().numpy() if hasattr(sc, "detach") else sc
-        return out
+    def inputs(self, rows: np.ndarray) -> np.ndarray:
+        return self.pool.x[self.test_idx[rows]]
 
-    def evaluate(self, strategy, seen: np.ndarray, **_) -> tuple[dict, np.ndarray | None]:
-        """Counts on the test images with at least one seen class (seen: (C,) mask)."""
+    def scores(self, strategy, rows: np.ndarray) -> np.ndarray:
+        """Scores (n, C) for the test images ``rows``."""
+        return batched_scores(strategy, self.inputs, rows, [self.C], self.batch_size)[0]
+
+    def evaluate(self, strategy, seen: np.ndarray, *, seen_units: np.ndarray | None = None,
+                 task_aware: bool = False, fwt_masks: np.ndarray | None = None,
+                 columns: list[int] | None = None) -> tuple[dict, np.ndarray | None]:
+        """Counts on the test images with at least one seen class (seen: (C,) mask; a unit is
+        a class, so ``seen_units``, when given, must equal it). The MLCIL protocol has no
+        task-aware score, FWT baseline or column subset: asking for one raises."""
+        if task_aware or fwt_masks is not None or columns is not None:
+            raise ValueError("multi-label evaluation has no task-aware score, FWT baseline or "
+                             "column subset")
+        if seen_units is not None and not np.array_equal(seen_units, seen):
+            raise ValueError("multi-label units are classes: seen_units must equal seen")
         rows = np.flatnonzero(self.y[:, seen].any(axis=1)) if seen.any() else np.zeros(0, int)
         rec: dict = {"n_images": int(len(rows)), "ap": [None] * self.C,
                      "pos": [0] * self.C, "tp": [0] * self.C, "fp": [0] * self.C,

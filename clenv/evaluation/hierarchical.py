@@ -13,6 +13,7 @@ import numpy as np
 
 from clenv.data.pool import Pool
 from clenv.data.tree import level_labels, level_sizes, parents
+from clenv.evaluation.base import batched_scores
 from clenv.metrics.hierarchy import coarse_correct_with_parent, consistent_predictions
 from clenv.scenarios.stream import Stream
 
@@ -46,15 +47,12 @@ class HierarchyEvaluator:
             m[units_j - self.offsets[lv]] = True
             self.col_mask.append((lv, m))
 
+    def inputs(self, rows: np.ndarray) -> np.ndarray:
+        return self.pool.x[self.test_idx[rows]]
+
     def scores(self, strategy, rows: np.ndarray) -> list[np.ndarray]:
-        out = [np.empty((len(rows), c), dtype=np.float32) for c in self.sizes]
-        for s in range(0, len(rows), self.batch_size):
-            x = self.pool.x[self.test_idx[rows[s:s + self.batch_size]]]
-            sc = strategy.predict({"x": x, "valid": np.ones(len(x), dtype=np.int8)})
-            for lv in range(self.L):
-                v = sc[lv]
-                out[lv][s:s + len(x)] = v.detach().cpu().numpy() if hasattr(v, "detach") else v
-        return out
+        """One score matrix per level for the test rows ``rows``."""
+        return batched_scores(strategy, self.inputs, rows, self.sizes, self.batch_size)
 
     @staticmethod
     def _predict(scores: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +62,18 @@ class HierarchyEvaluator:
         return pred, valid
 
     def evaluate(self, strategy, seen: np.ndarray, *, seen_units: np.ndarray | None = None,
-                 task_aware: bool = True, fwt_masks=None, columns=None):
+                 task_aware: bool = True, fwt_masks: np.ndarray | None = None,
+                 columns: list[int] | None = None) -> tuple[dict, None]:
         """Counts per unit: total, agnostic (the level's head, seen classes compete), aware,
-        sup (coarse head or parent of the finer prediction) and consistent."""
+        sup (coarse head or parent of the finer prediction) and consistent. ``columns``: only
+        units of these columns count. A hierarchy has no FWT baseline: ``fwt_masks`` is
+        refused."""
+        if fwt_masks is not None:
+            raise ValueError("hierarchical evaluation has no FWT baseline; pass no fwt_masks")
         rows = np.arange(len(self.test_idx))
+        if columns is not None:
+            seen_units = np.isin(self.col_of_unit, columns) & (
+                seen_units if seen_units is not None else True)
         if seen_units is not None:
             rows = rows[seen_units[self.units].any(axis=1)]
         rec = {k: np.zeros(self.U, dtype=np.int64)

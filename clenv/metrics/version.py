@@ -1,0 +1,3 @@
+"""The version of metrics.json's layout and definitions (bumped when a definition changes)."""
+
+METRICS_VERSION = 2
