@@ -122,5 +122,10 @@ def test_the_baselines_sweep_file() -> None:
         assert len(sweep.runs) == 3 * len(raw["strategies"]) * 5
     offline = load_sweep(REPO / "sweeps" / "baselines_offline.yaml")
     assert offline.axes["strategy"] == ["joint"] and len(offline.runs) == 15
-    for name in ("baselines_hierarchical", "baselines_multilabel"):  # one scenario each
-        assert len(load_sweep(REPO / "sweeps" / f"{name}.yaml").runs) == 15
+    for name, family in (("baselines_hierarchical", "hle_plfms"),
+                         ("baselines_multilabel", "multilane")):  # one scenario each
+        raw = yaml.safe_load((REPO / "sweeps" / f"{name}.yaml").read_text())
+        assert family in raw["strategies"] and {"lwf", "ewc", "er_ace", "derpp", "mir"} <= set(
+            raw["strategies"])  # every method that declares the family
+        assert len(load_sweep(REPO / "sweeps" / f"{name}.yaml").runs) == 5 * len(
+            raw["strategies"])
