@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import yaml
 from gymnasium.utils.env_checker import check_env
 
 import clenv
@@ -243,3 +244,31 @@ def test_a_strategy_without_the_family_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "not regression" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("strategy", ["KillingER", "KillingJoint"])
+def test_crash_then_resume_matches_the_uninterrupted_run(strategy, tmp_path, monkeypatch):
+    """The real targets' int64 bit patterns in ER's buffer and joint's store, and the Env's
+    squared-error online counts, come back from a checkpoint exactly."""
+    from clenv.config.loader import load_config
+    from clenv.runner import Run
+
+    raw = yaml.safe_load(SCENARIO.read_text())
+    raw["strategy"] = {"name": f"tests.checkpoint_killer:{strategy}", "optimizer": "adam",
+                       "lr": 0.003}
+    cfg = load_config(raw, ["scenario.epochs=1", "output.plots=false", "threads=1",
+                            "output.checkpoint_every=150"])
+    ref = tmp_path / "ref"
+    Run(cfg).execute(ref)
+    out = tmp_path / "crashed"
+    monkeypatch.setenv("CLENV_RAISE_LEARN", "47")  # task 2 (positions 460-470)
+    with pytest.raises(RuntimeError, match="learn call 47"):
+        Run(cfg).execute(out)
+    assert (out / "checkpoint.pt").is_file()
+    monkeypatch.delenv("CLENV_RAISE_LEARN")
+    Run(cfg).execute(out, resume=True)
+    got, want = (json.loads((d / "metrics.json").read_text()) for d in (out, ref))
+    got.pop("wall_time")
+    want.pop("wall_time")
+    assert got == want
+    assert (out / "mse_matrix.csv").read_bytes() == (ref / "mse_matrix.csv").read_bytes()
