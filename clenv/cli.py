@@ -223,7 +223,10 @@ def _plot_runs(dirs: list[str]) -> tuple[list[str], dict[str, dict]]:
     from clenv.results import family, read_run_events
 
     families = [family(read_run_events(d)[0]) for d in dirs]
-    metrics = {d: _metrics_of(d, ("name",) if f == "agcd" else ("name", "accuracy_matrix"))
+    from clenv.plots import family_of
+
+    metrics = {d: _metrics_of(d, ("name",) if f == "agcd" else
+                              ("name", family_of(read_run_events(d)[0]).matrix))
                for d, f in zip(dirs, families, strict=True)
                if (Path(d) / "metrics.json").is_file()}
     if len(set(families)) > 1:
@@ -260,7 +263,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise _older(args.dirs[0], exc) from None
         print(f"wrote {out}")
         return 0
-    from clenv.plots import plot_accuracy_matrix, plot_forgetting
+    from clenv.plots import family_of, plot_accuracy_matrix, plot_forgetting
+    from clenv.results import read_run_events
 
     default = Path(args.dirs[0]) / ("forgetting.png" if len(args.dirs) == 1
                                     else "forgetting_compare.png")
@@ -273,7 +277,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for d, metrics in metrics_of.items():
         if metrics is not None:
             try:
-                hm = plot_accuracy_matrix(d, Path(d) / "accuracy_matrix.png", metrics)
+                family = family_of(read_run_events(d)[0])
+                hm = plot_accuracy_matrix(d, Path(d) / f"{family.matrix}.png", metrics,
+                                          family)
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 raise _older(d, exc) from None
             print(f"wrote {hm}")

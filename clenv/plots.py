@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clenv.families.base import Family
+from clenv.families.registry import FAMILIES
+from clenv.families.single_label import SINGLE_LABEL
 from clenv.metrics.anytime import accuracy_from_counts
 from clenv.metrics.summary import read_events
 
@@ -22,6 +25,12 @@ def _pyplot():
     return plt
 
 
+def family_of(start: dict) -> Family:
+    """The Family record a start record names (logs before the family field: single-label,
+    whose figures every older stream log shares)."""
+    return next((f for f in FAMILIES if f.name == start.get("family")), SINGLE_LABEL)
+
+
 def column_curves(events: list[dict]) -> tuple[np.ndarray, np.ndarray, dict]:
     """(samples, acc[J, n], start) over the init, anytime, probe and task-end evaluations of
     each accuracy-matrix column (task or concept); nan where a column has no seen unit yet."""
@@ -31,7 +40,11 @@ def column_curves(events: list[dict]) -> tuple[np.ndarray, np.ndarray, dict]:
     columns = start["columns"]
     samples = np.array([e["samples"] for e in evals], dtype=float)
     acc = np.full((len(columns), len(evals)), np.nan)
+    own = family_of(start).column_values  # a family whose curves are not accuracies
     for n, e in enumerate(evals):
+        if own is not None:
+            acc[:, n] = [np.nan if v is None else v for v in own(e, columns)]
+            continue
         seen = set(e["seen"])
         if "ap" in e["counts"]:  # multi-label: mean AP of the column's seen classes
             ap = np.array([np.nan if v is None else v for v in e["counts"]["ap"]])
@@ -100,13 +113,18 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
                                                   color=colors[r % len(colors)])
     for j in range(J, nrows * cols):
         axes[j // cols][j % cols].axis("off")
+    family = family_of(first_start)
     for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel(family.value_label)
     for ax in axes[-1, :]:
         ax.set_xlabel("stream samples seen")
-    axes[0][0].set_ylim(-0.02, 1.02)
-    fig.suptitle("Accuracy per task/concept on seen classes (shaded: trained; hatched: drift; "
-                 "dashed: segment ends)", y=0.99, fontsize=10)
+    if family.matrix_range is not None:
+        lo, hi = family.matrix_range
+        axes[0][0].set_ylim(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo))
+    what = ("Accuracy per task/concept on seen classes" if family.column_values is None
+            else f"{family.value_label} per task")
+    fig.suptitle(f"{what} (shaded: trained; hatched: drift; dashed: segment ends)", y=0.99,
+                 fontsize=10)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.93), ncol=min(len(runs), 4),
                fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.86))
@@ -117,23 +135,25 @@ def plot_forgetting(run_dirs: list[str | os.PathLike], out_file: str | os.PathLi
 
 
 def plot_accuracy_matrix(run_dir: str | os.PathLike, out_file: str | os.PathLike,
-                         metrics: dict | None = None) -> Path:
-    """Heatmap of R[i][j] (rows: after training task i; columns: task j's test set);
-    ``metrics`` defaults to the folder's metrics.json."""
+                         metrics: dict | None = None, family: Family = SINGLE_LABEL) -> Path:
+    """Heatmap of R[i][j] (rows: after training task i; columns: task j's test set), or of
+    the family's own per-task matrix (``family.matrix``); ``metrics`` defaults to the folder's
+    metrics.json."""
     plt = _pyplot()
     if metrics is None:
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    R = np.array(metrics["accuracy_matrix"], dtype=float)
+    R = np.array(metrics[family.matrix], dtype=float)
     T = max(1, len(R))
+    lo, hi = family.matrix_range or ((float(R.min()), float(R.max())) if R.size else (0, 1))
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * T, 0.8 + 0.6 * T))
-    im = ax.imshow(R if R.size else np.zeros((1, 1)), vmin=0, vmax=1, cmap="viridis")
+    im = ax.imshow(R if R.size else np.zeros((1, 1)), vmin=lo, vmax=hi, cmap="viridis")
     for i in range(R.shape[0]):
         for j in range(R.shape[1] if R.ndim == 2 else 0):
             ax.text(j, i, f"{R[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if R[i, j] < 0.6 else "black")
+                    color="white" if R[i, j] < lo + 0.6 * (hi - lo) else "black")
     ax.set_xlabel("evaluated on task j")
     ax.set_ylabel("after training task i")
-    ax.set_title(f"R[i][j] — {metrics['name']}", fontsize=9)
+    ax.set_title(f"{family.matrix}[i][j] — {metrics['name']}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     out_file = Path(out_file)
@@ -142,12 +162,14 @@ def plot_accuracy_matrix(run_dir: str | os.PathLike, out_file: str | os.PathLike
     return out_file
 
 
-def save_run_figures(run_dir: str | os.PathLike, metrics: dict | None = None) -> None:
-    """The run's figures, from its events and ``metrics`` (written before metrics.json)."""
+def save_run_figures(run_dir: str | os.PathLike, metrics: dict | None = None,
+                     family: Family = SINGLE_LABEL) -> None:
+    """The run's figures, from its events and ``metrics`` (written before metrics.json):
+    the curves per task and the heatmap of the family's per-task matrix."""
     run_dir = Path(run_dir)
     for name, fn in (("forgetting.png", lambda p: plot_forgetting([run_dir], p)),
-                     ("accuracy_matrix.png",
-                      lambda p: plot_accuracy_matrix(run_dir, p, metrics))):
+                     (f"{family.matrix}.png",
+                      lambda p: plot_accuracy_matrix(run_dir, p, metrics, family))):
         tmp = run_dir / f".tmp-{name}"
         fn(tmp)
         os.replace(tmp, run_dir / name)

@@ -39,6 +39,11 @@ def make_env(cfg: dict, pool: Pool):
     return choose(cfg, pool)[1]
 
 
+# a family's per-task matrix and its heatmap are files of the run folder (clenv.results)
+for _family in FAMILIES:
+    results.register_run_file(f"{_family.matrix}.csv")
+    results.register_run_file(f"{_family.matrix}.png")
+
 # the drivers of loops other than the stream loop, by Family.loop (one line per loop)
 ROUND_LOOPS = {"query_rounds": run_agcd}
 
@@ -153,7 +158,7 @@ class Run:
 
             metrics["validation"] = validation_metrics(log.records)
         if out is not None:
-            write_results(out, metrics, cfg)
+            write_results(out, metrics, cfg, self.family)
             checkpoint.discard(out)
         return metrics
 
@@ -190,16 +195,18 @@ def _joint_params(cfg: dict) -> dict:
     return {k: s[k] for k in keep if k in s}
 
 
-def write_results(out: Path, metrics: dict, cfg: dict) -> None:
-    """accuracy_matrix.csv, the figures, then metrics.json strictly last (clenv.results)."""
-    R = metrics["accuracy_matrix"]
+def write_results(out: Path, metrics: dict, cfg: dict, family: Family | None = None) -> None:
+    """The family's per-task matrix as ``<family.matrix>.csv`` (accuracy_matrix.csv unless
+    the family says otherwise), the figures, then metrics.json strictly last (clenv.results)."""
+    matrix = family.matrix if family is not None else "accuracy_matrix"
+    R = metrics[matrix]
     lines = ["row," + ",".join(f"task_{j}" for j in range(metrics["n_tasks"]))]
     lines += [f"{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(R)]
-    write_text_atomic(out / "accuracy_matrix.csv", "\n".join(lines) + "\n")
+    write_text_atomic(out / f"{matrix}.csv", "\n".join(lines) + "\n")
     if cfg["output"]["plots"]:
         from clenv.plots import save_run_figures
 
-        save_run_figures(out, metrics)
+        save_run_figures(out, metrics, *([family] if family is not None else []))
     results.write_metrics_last(out, metrics)
 
 

@@ -19,6 +19,7 @@ from clenv.data.registry import SOURCES
 from clenv.data.tree import level_labels, level_sizes
 from clenv.data.tree import parents as tree_parents
 from clenv.env import ContinualEnv
+from clenv.families.registry import FAMILIES
 from clenv.scenarios.registry import build_stream, validate_scenario
 from tests.conftest import mnist_root
 
@@ -251,9 +252,13 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
 
 def _single_or_hierarchical(path: Path) -> bool:
     """Multi-label (mlcil) scenarios have their own episode contract in tests/test_mlcil.py,
-    AGCD query rounds theirs in tests/test_agcd_env.py."""
+    and so does every family that claims a run from its config alone (AGCD query rounds in
+    tests/test_agcd_env.py; any family added later, beside its own tests)."""
     cfg = yaml.safe_load(path.read_text()) or {}
-    return (cfg.get("scenario") or {}).get("generator") not in ("mlcil", "agcd")
+    keys = {"scenario": {"generator": (cfg.get("scenario") or {}).get("generator", "disjoint")},
+            "data": {"source": (cfg.get("data") or {}).get("source", "synthetic")}}
+    own_family = any(f.claims(keys, None) for f in FAMILIES)
+    return keys["scenario"]["generator"] != "mlcil" and not own_family
 
 
 @pytest.mark.parametrize("path", [p for p in ROOT_FREE if _single_or_hierarchical(p)],

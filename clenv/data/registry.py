@@ -18,6 +18,7 @@ from clenv.data import (
     kmnist,
     mnist,
     semantic,
+    sine,
     split_files,
     svhn,
     synthetic,
@@ -67,7 +68,7 @@ def _from_module(module: ModuleType) -> DataSource:
 SOURCES: dict[str, DataSource] = {
     s.name: s for s in map(_from_module, (synthetic, digits, mnist, fashion_mnist, kmnist,
                                           cifar10, cifar100, svhn, tensors, canvas, coco, voc,
-                                          semantic, split_files))
+                                          semantic, split_files, sine))
 }
 
 

@@ -35,6 +35,11 @@ class Family:
     summarize: events -> metrics (a pure function of the log).
     task_aware: the evaluator also counts task-aware predictions at task ends.
     fwt_baseline: the evaluator counts the FWT baseline at initialisation.
+    matrix: the metrics.json key of the per-task matrix, written as ``<matrix>.csv`` and
+        drawn as ``<matrix>.png`` (R, the accuracy matrix, unless the family measures else).
+    matrix_range: the colour range of its heatmap; None: the matrix's own range.
+    column_values: (eval record, columns) -> per column, the value the curves draw (None:
+        accuracy from the record's counts); value_label names it on the figures.
     """
 
     name: str
@@ -46,6 +51,10 @@ class Family:
     summarize: Callable[[list[dict]], dict] | None = None
     task_aware: bool = True
     fwt_baseline: bool = False
+    matrix: str = "accuracy_matrix"
+    matrix_range: tuple[float, float] | None = (0.0, 1.0)
+    column_values: Callable[[dict, list], list[float | None]] | None = None
+    value_label: str = "accuracy"
 
 
 def make_stream_env(cfg: dict, pool: Pool) -> ContinualEnv:

@@ -10,10 +10,12 @@ from clenv.families.base import Family, make_stream_env
 from clenv.families.discovery import DISCOVERY
 from clenv.families.hierarchical import HIERARCHICAL
 from clenv.families.multi_label import MULTI_LABEL
+from clenv.families.regression import REGRESSION
 from clenv.families.single_label import SINGLE_LABEL
 
 FAMILIES: tuple[Family, ...] = (
     DISCOVERY,
+    REGRESSION,
     MULTI_LABEL,
     HIERARCHICAL,
     SINGLE_LABEL,

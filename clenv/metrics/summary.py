@@ -44,6 +44,7 @@ from clenv.metrics.multilabel import (
     mean_average_precision,
     of1,
 )
+from clenv.metrics.regression import summarize_regression
 from clenv.metrics.version import METRICS_VERSION
 
 """Version of metrics.json's names and conventions (absent in a file means 1). Version 2:
@@ -393,4 +394,5 @@ def summarize_multilabel(events: list[dict]) -> dict:
 SUMMARIES = {
     "multi_label": summarize_multilabel,
     "discovery": summarize_agcd,
+    "regression": summarize_regression,
 }

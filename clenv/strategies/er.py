@@ -14,6 +14,7 @@ from clenv.strategies.spec import StrategySpec
 class ExperienceReplay(SupervisedStrategy):
     """Stream batch + replay batch per step; the buffer is updated after the steps."""
 
+    families = ("single_label", "hierarchical", "multi_label", "regression")
     fields = STRATEGIES["er"].fields
     state_attributes = ("memory",)
 

@@ -14,6 +14,7 @@ class Joint(SupervisedStrategy):
     """Stores every first-exposure stream sample; at each task end re-initialises the model
     (seeded by the task) and trains ``epochs`` shuffled epochs over everything stored."""
 
+    families = ("single_label", "hierarchical", "multi_label", "regression")
     fields = STRATEGIES["joint"].fields
     state_attributes = ("store_x", "store_y", "stored")
 

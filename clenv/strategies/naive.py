@@ -9,6 +9,7 @@ from clenv.strategies.registry import STRATEGIES
 class Naive(SupervisedStrategy):
     """Fine-tunes on each stream batch; no memory, no regularisation."""
 
+    families = ("single_label", "hierarchical", "multi_label", "regression")
     fields = STRATEGIES["naive"].fields
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:

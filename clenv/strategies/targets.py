@@ -14,6 +14,7 @@ from torch import nn
 
 from clenv.models.build import build_model
 from clenv.models.multihead import MultiHead
+from clenv.strategies.regression_codec import RegressionCodec
 from clenv.strategies.spec import StrategySpec
 
 
@@ -122,4 +123,5 @@ CODECS = {
     "single_label": SingleLabelCodec,
     "hierarchical": HierarchicalCodec,
     "multi_label": MultiLabelCodec,
+    "regression": RegressionCodec,
 }
