@@ -19,7 +19,8 @@ from clenv.results import FIGURE_FORMATS, figure_out  # noqa: F401 (their old pa
 
 SUMMARY_KEYS = ("final_accuracy", "avg_incremental_accuracy", "average_forgetting", "bwt",
                 "fwt", "a_auc", "a_last", "f_last", "online_accuracy", "intransigence", "map",
-                "average_map", "cf1", "of1", "gcd_all", "gcd_old", "gcd_new", "novel_coverage")
+                "average_map", "cf1", "of1", "gcd_all", "gcd_old", "gcd_new", "novel_coverage",
+                "final_mse", "mse_forgetting", "mse_bwt")
 # metrics_version 2: "f_last" is the i-Blurry code's rule; "cf1" is MULTI-LANE's mean per-class F1
 
 

@@ -276,9 +276,12 @@ def read_run_events(folder: str | os.PathLike) -> list[dict]:
 
 
 def family(start: dict) -> str:
-    """The scenario family of a start record: agcd, multi-label, hierarchical or stream."""
+    """The scenario family of a start record: agcd, multi-label, hierarchical, regression or
+    stream."""
     if start.get("generator") == "agcd":
         return "agcd"
+    if start.get("family") == "regression":
+        return "regression"
     if start.get("multi_label"):
         return "multi-label"
     if (start.get("levels") or 1) > 1:
