@@ -87,6 +87,9 @@ class Recorder:
                "train_loss": (state["loss_sum"] / state["loss_count"] if state["loss_count"]
                               else None),  # mean of learn()'s losses since the last eval
                "wall": round(time.perf_counter() - self.t_start, 6), **extra}
+        diagnose = getattr(self.strategy, "diagnostics_record", None)  # diagnostics: true
+        if diagnose is not None and (diag := diagnose()) is not None:
+            rec["diagnostics"] = diag
         state["loss_sum"], state["loss_count"] = 0.0, 0
         self.log.write(rec)
         if self.val_evaluator is not None and kind in ("init", "task_end"):
