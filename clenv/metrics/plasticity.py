@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["plasticity_curve", "plasticity_drop", "plasticity_from_events",
-           "diagnostics_series"]
+           "own_accuracy_curve", "plasticity_summary", "diagnostics_series"]
 
 
 def plasticity_curve(R: Sequence[Sequence[float]], task_columns: Sequence[int]) -> list[float]:
@@ -56,6 +56,28 @@ def plasticity_from_events(events: list[dict]) -> list[float]:
         col = segments[t]["columns"][0] if segments else t
         out.append(_acc(r["counts"], columns[col]))
     return out
+
+
+def own_accuracy_curve(events: list[dict]) -> list[float]:
+    """Per task-end record (row order), the training accuracy on the task's own samples with
+    the labels it trained on (``own_accuracy``, written by the recorder on plasticity
+    streams)."""
+    rows = sorted((e for e in events if e["type"] == "eval" and e["kind"] == "task_end"
+                   and "own_accuracy" in e), key=lambda e: e["row"])
+    return [float(e["own_accuracy"]) for e in rows]
+
+
+def plasticity_summary(events: list[dict]) -> dict:
+    """The plasticity of a run on a plasticity stream: ``curve`` is P_t (random-label tasks:
+    the own-sample training accuracy at the task's end; permuted tasks: the test accuracy on
+    the task's concept at its end), ``train_curve`` the own-sample training accuracy, and
+    ``drop`` = mean(first tenth of P) - mean(last tenth of P)."""
+    start = next(e for e in events if e["type"] == "start")
+    own = own_accuracy_curve(events)
+    random_labels = (start.get("lifelong") or {}).get("tasks") == "random_labels"
+    curve = own if random_labels else plasticity_from_events(events)
+    return {"curve": curve, "train_curve": own, "drop": plasticity_drop(curve),
+            "source": "own_accuracy" if random_labels else "test_accuracy"}
 
 
 def diagnostics_series(events: list[dict]) -> dict[str, list]:

@@ -45,8 +45,9 @@ def validate_forgetting(section: object, key: str, head_type: str) -> dict:
 
 PLASTICITY_FIELDS: dict[str, Field] = {
     "method": Field(str, doc="shrink_perturb (Ash & Adams 2020), continual_backprop (Dohare et "
-                             "al. 2024) or l2_init (Kumar et al. 2023)",
-                    choices=("shrink_perturb", "continual_backprop", "l2_init")),
+                             "al. 2024), l2_init (Kumar et al. 2023) or fresh (re-initialise the "
+                             "whole model at every task start: the plasticity reference)",
+                    choices=("shrink_perturb", "continual_backprop", "l2_init", "fresh")),
     "shrink": Field(float, 0.4, "shrink_perturb: lambda, the factor on the weights",
                     min=0.0, max=1.0),
     "sigma": Field(float, 0.01, "shrink_perturb: sigma, the standard deviation of the noise",

@@ -11,6 +11,9 @@ backprop and L2-towards-init (docs/plasticity.md).
   to a replacement count, and while that count is >= 1 the mature unit of lowest utility gets
   fresh incoming weights and bias (the layer's init distribution), zero outgoing weights, and
   utility and age 0. Defaults are the paper's: rho = 1e-4, m = 100, eta = 0.99.
+- **fresh** (the plasticity reference, issue 22): the whole model re-initialised (torch's
+  layer inits, drawn from the plug-in's generator) at every task start after the first, so
+  each task is learnt by a freshly initialised network alone.
 - **L2-towards-init** (Kumar et al., 2023, "Maintaining plasticity in continual learning via
   regenerative regularization"): lambda * ||theta - theta_0||^2 added to the loss, theta_0 the
   parameters at setup.
@@ -31,6 +34,7 @@ import torch
 from torch import nn
 
 from clenv.errors import ConfigError
+from clenv.plugins.forgetting import reset_module
 from clenv.strategies.state import Stateful
 
 if TYPE_CHECKING:
@@ -120,6 +124,12 @@ class Plasticity(Stateful):
                       optimizer: torch.optim.Optimizer) -> None:
         if self.method == "shrink_perturb" and self.cfg["every"] is None and task > 0:
             self.shrink_perturb(model, optimizer)
+        elif self.method == "fresh" and task > 0:
+            params = reset_module(model, self.gen)
+            for p in params:
+                optimizer.state.pop(p, None)
+            self.events.append({"kind": "fresh", "grad_step": self.steps,
+                                "n_params": int(sum(p.numel() for p in params))})
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         """L2-towards-init: lambda * sum ||theta - theta_0||^2 (None for other methods)."""
