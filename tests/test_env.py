@@ -251,9 +251,11 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
 
 def _single_or_hierarchical(path: Path) -> bool:
     """Multi-label (mlcil) scenarios have their own episode contract in tests/test_mlcil.py,
-    AGCD query rounds theirs in tests/test_agcd_env.py."""
+    AGCD query rounds theirs in tests/test_agcd_env.py; random-label streams label a sample
+    by (task, sample), not by the pool (tests/test_plasticity_scenarios.py)."""
     cfg = yaml.safe_load(path.read_text()) or {}
-    return (cfg.get("scenario") or {}).get("generator") not in ("mlcil", "agcd")
+    sc = cfg.get("scenario") or {}
+    return sc.get("generator") not in ("mlcil", "agcd") and sc.get("tasks") != "random_labels"
 
 
 @pytest.mark.parametrize("path", [p for p in ROOT_FREE if _single_or_hierarchical(p)],

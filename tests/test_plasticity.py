@@ -229,3 +229,27 @@ def test_diagnostics_refuse_other_models():
     with pytest.raises(ConfigError) as e:
         _strategy(diagnostics=True, activation="tanh")
     one_line(e, "ReLU MLPs and the cnn only")
+
+
+def test_fresh_reference_reinitialises_everything_at_task_starts():
+    s = _strategy({"method": "fresh"})
+    s.on_task_start(0)  # the first task keeps the setup's initialisation
+    first = [p.detach().clone() for p in s.model.parameters()]
+    for i in range(5):
+        s.step(*_batch(i))
+    s.on_task_start(1)
+    assert not s.optimizer.state  # momentum dropped
+    ev = s.drain_events()
+    assert ev == [{"kind": "fresh", "grad_step": 5,
+                   "n_params": sum(p.numel() for p in s.model.parameters())}]
+    for p, q in zip(s.model.parameters(), first, strict=True):
+        fan_in = p.shape[-1] if p.dim() > 1 else None
+        assert not torch.equal(p, q)
+        if fan_in is not None:  # torch's Linear init: U(+-1/sqrt(fan_in))
+            assert float(p.abs().max()) <= 1 / math.sqrt(fan_in)
+    again = _strategy({"method": "fresh"})  # seeded: the same fresh values
+    for i in range(5):
+        again.step(*_batch(i))
+    again.on_task_start(1)
+    for p, q in zip(s.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(p, q)
