@@ -19,7 +19,7 @@ from tests.conftest import one_line
 
 
 def _strategy(plasticity: dict | None = None, diagnostics: bool = False, optimizer="sgd",
-              hidden=(8,), **model_kw):
+              hidden=(8,), boundaries: bool = True, **model_kw):
     section = {"name": "naive", "optimizer": optimizer, "lr": 0.05}
     if optimizer == "sgd":
         section["momentum"] = 0.9
@@ -29,7 +29,7 @@ def _strategy(plasticity: dict | None = None, diagnostics: bool = False, optimiz
         section["diagnostics"] = True
     s = make_strategy(validate_strategy(section))
     s.setup(StrategySpec(input_shape=(4,), image=False, n_classes=4, batch_size=8,
-                         stream_length=800, n_tasks=2, seed=0,
+                         stream_length=800, n_tasks=2, seed=0, boundaries=boundaries,
                          model={"name": "mlp", "hidden": list(hidden), **model_kw}))
     s.seen[:] = True
     return s
@@ -253,3 +253,16 @@ def test_fresh_reference_reinitialises_everything_at_task_starts():
     again.on_task_start(1)
     for p, q in zip(s.model.parameters(), again.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_task_start_methods_need_boundaries_and_copies_do_not_count():
+    with pytest.raises(ConfigError) as e:
+        _strategy({"method": "fresh"}, boundaries=False)
+    one_line(e, "strategy.plasticity.method", "boundaries")
+    s = _strategy({"method": "continual_backprop"})
+    copy = __import__("copy").deepcopy(s.model)  # e.g. a distillation teacher
+    s.step(*_batch(0))
+    mine = s.plasticity._acts[0]
+    with torch.enable_grad():
+        copy(_batch(1)[0])
+    assert s.plasticity._acts[0] is mine  # the copy's forward is not captured

@@ -90,6 +90,13 @@ class Plasticity(Stateful):
         self.pending: list[float] = []
         self.init: list[torch.Tensor] = []
         self._acts: list[torch.Tensor | None] = []
+        self._live: list[nn.Module] = []
+        at_starts = self.method == "fresh" or (self.method == "shrink_perturb"
+                                               and cfg["every"] is None)
+        if at_starts and not spec.boundaries:
+            raise ConfigError(f"{key}.method", f"{self.method} at task starts needs task "
+                                               "boundaries, which this scenario hides",
+                              "set scenario.boundaries: exposed (or shrink_perturb's every)")
         if self.method == "continual_backprop":
             layers = mlp_layers(model)
             if not layers or not all(isinstance(a, nn.ReLU) for _, a in layers):
@@ -110,12 +117,13 @@ class Plasticity(Stateful):
         """Capture each hidden activation of training forwards (a rebuilt model: call again)."""
         layers = mlp_layers(model)
         self._acts = [None] * len(layers)
+        self._live = [act for _, act in layers]  # a deep copy of the model keeps the hooks
         for i, (_, act) in enumerate(layers):
             act.register_forward_hook(self._capture(i))
 
     def _capture(self, i: int):
-        def keep(_mod, _inp, out: torch.Tensor) -> None:
-            if torch.is_grad_enabled():
+        def keep(mod, _inp, out: torch.Tensor) -> None:
+            if torch.is_grad_enabled() and mod is self._live[i]:
                 self._acts[i] = out.detach()
         return keep
 
