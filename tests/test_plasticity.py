@@ -266,3 +266,43 @@ def test_task_start_methods_need_boundaries_and_copies_do_not_count():
     with torch.enable_grad():
         copy(_batch(1)[0])
     assert s.plasticity._acts[0] is mine  # the copy's forward is not captured
+
+
+@pytest.mark.parametrize("plasticity", [
+    {"method": "continual_backprop", "maturity": 5, "replacement_rate": 0.05},
+    {"method": "shrink_perturb", "every": 7},
+    {"method": "l2_init", "l2": 0.1},
+])
+def test_crash_then_resume_matches_uninterrupted(small_cfg, tmp_path, monkeypatch, plasticity):
+    """The plug-in's and the diagnostics' state come back from a checkpoint: the resumed run's
+    events (interventions and diagnostics included) equal an uninterrupted run's."""
+    import copy
+    import json
+
+    from clenv.config.loader import load_config
+    from clenv.runner import Run
+
+    cfg = copy.deepcopy(small_cfg)
+    cfg["strategy"] = {"name": "tests.checkpoint_killer:KillingNaive", "optimizer": "adam",
+                       "lr": 0.01, "plasticity": plasticity, "diagnostics": True}
+    cfg["output"] = {"plots": False, "checkpoint_every": 30}
+    cfg = load_config(cfg)
+    Run(cfg).execute(tmp_path / "ref")
+    monkeypatch.setenv("CLENV_RAISE_LEARN", "23")
+    with pytest.raises(RuntimeError, match="learn call 23"):
+        Run(cfg).execute(tmp_path / "crashed")
+    monkeypatch.delenv("CLENV_RAISE_LEARN")
+    Run(cfg).execute(tmp_path / "crashed", resume=True)
+
+    def events(d):
+        out = []
+        for line in (d / "events.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            rec.pop("wall", None)
+            if rec["type"] not in ("start", "end", "resume"):
+                out.append(rec)
+        return out
+    ref, got = events(tmp_path / "ref"), events(tmp_path / "crashed")
+    assert got == ref
+    assert any("diagnostics" in e for e in ref)
+    assert plasticity["method"] == "l2_init" or any(e["type"] == "event" for e in ref)
