@@ -57,6 +57,10 @@ def test_random_labels_keyed_seekable_and_own_samples(digits):
         lab = dict(zip(idx.tolist(), labels.tolist(), strict=True))
         assert [lab[i] for i in rec["index"][sel].tolist()] == rec["y"][sel].tolist()
         assert np.bincount(rec["index"][sel], minlength=len(digits.y))[idx].tolist() == [3] * 20
+    # first appearances are those of the served labels (the classes the learner is taught)
+    new = np.flatnonzero(rec["is_new_class"])
+    assert sorted(rec["y"][new].tolist()) == sorted(set(rec["y"].tolist()))
+    assert all(not (rec["y"][:p] == rec["y"][p]).any() for p in new)
     # labels ignore the true classes: far from agreeing with them
     assert np.mean(rec["y"] == digits.y[rec["index"]]) < 0.5
     other = _stream(digits, tasks="random_labels", samples_per_task=20, seed=4)
@@ -125,6 +129,7 @@ def test_ready_scenario_shrunk_end_to_end(name, tmp_path):
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     ends = [e for e in events if e["type"] == "eval" and e["kind"] == "task_end"]
     assert all(0 <= e["own_accuracy"] <= 1 for e in ends)
+    assert all(np.isfinite(e["train_loss"]) for e in ends)  # every taught label is seen
     assert all(e["diagnostics"]["probe_size"] == 60 for e in ends)  # < 256: the whole task
     assert any(e["type"] == "event" and e["kind"] == "unit_reset" for e in events)
     assert main(["plot", str(out)]) == 0

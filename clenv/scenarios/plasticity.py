@@ -77,6 +77,21 @@ class PlasticityStream(LifelongStream):
         self.generator = "plasticity"
         self.config = dict(cfg)
         self.meta["tasks"] = cfg["tasks"]
+        if self.random_labels:
+            self._label_first = self._first_labels()
+
+    def _first_labels(self) -> np.ndarray:
+        """First stream position of every served (random) label, -1 for labels never served:
+        ``is_new_class`` marks first appearances of the labels the learner is taught."""
+        first = np.full(self.n_classes, -1, dtype=np.int64)
+        for k in range(self.n_chunks):
+            y = self._core(k)["_target"]
+            cls, where = np.unique(y, return_index=True)
+            new = first[cls] < 0
+            first[cls[new]] = k * self.chunk_size + where[new]
+            if (first >= 0).all():
+                break
+        return first
 
     # -- random labels -------------------------------------------------------------------------
     def _subset(self, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +129,9 @@ class PlasticityStream(LifelongStream):
         if not self.random_labels:
             return super().chunk(k)
         rec = super().chunk(k)
-        rec["y"] = rec.pop("_target")
+        y = rec["y"] = rec.pop("_target")
+        pos = np.arange(k * self.chunk_size, k * self.chunk_size + len(y))
+        rec["is_new_class"] = self._label_first[y] == pos
         return rec
 
     def task_samples(self, t: int) -> tuple[np.ndarray, np.ndarray, int]:
