@@ -306,3 +306,26 @@ def test_crash_then_resume_matches_uninterrupted(small_cfg, tmp_path, monkeypatc
     assert got == ref
     assert any("diagnostics" in e for e in ref)
     assert plasticity["method"] == "l2_init" or any(e["type"] == "event" for e in ref)
+
+
+def test_continual_backprop_zeroes_every_level_head_of_a_multi_head_model():
+    from types import SimpleNamespace
+
+    from clenv.models.mlp import MLP
+    from clenv.models.multihead import MultiHead
+    from clenv.plugins.plasticity import Plasticity
+
+    model = MultiHead(MLP((4,), 3, hidden=[6]), [2, 5])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    p = Plasticity({"method": "continual_backprop", "maturity": 0, "replacement_rate": 1 / 6,
+                    "decay": 0.0}, SimpleNamespace(seed=0, boundaries=True), model)
+    with torch.no_grad():
+        model.heads[0].weight[:] = 1.0
+        model.heads[1].weight[:] = 1.0
+        model.heads[1].weight[:, 4] = 0.0  # unit 4: outgoing |w| 2 (level 0) + 0 (level 1)
+    p._acts[0] = torch.ones(3, 6)
+    p.continual_backprop(model, opt)
+    # utility = |h| * (2 + 5) for every unit but unit 4 (2): 6 mature units * 1/6 = one reset
+    assert p.drain()[0]["units"] == [4]
+    assert all(torch.all(h.weight[:, 4] == 0) for h in model.heads)
+    assert torch.all(model.heads[0].weight[:, 3] == 1)

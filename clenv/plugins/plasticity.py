@@ -2,8 +2,7 @@
 backprop and L2-towards-init (docs/plasticity.md).
 
 - **shrink-and-perturb** (Ash & Adams, NeurIPS 2020): theta <- shrink * theta + sigma * eps,
-  eps ~ N(0, 1) per entry, at every task start or every ``every`` gradient steps. The papers'
-  own noise comes from a fresh initialisation; clenv uses the Gaussian of the issue's formula.
+  eps ~ N(0, 1) per entry, at every task start or every ``every`` gradient steps.
 - **continual backprop** (Dohare et al., Nature 2024, "Loss of plasticity in deep continual
   learning", Algorithm 1): each hidden unit i of a ReLU MLP carries a contribution utility
   u_i <- eta * u_i + (1 - eta) * mean_batch |h_i| * sum_k |w_ki| (w: its outgoing weights) and
@@ -34,7 +33,7 @@ import torch
 from torch import nn
 
 from clenv.errors import ConfigError
-from clenv.plugins.forgetting import reset_module
+from clenv.plugins.forgetting import _heads, reset_module
 from clenv.strategies.state import Stateful
 
 if TYPE_CHECKING:
@@ -45,10 +44,11 @@ _SEED_TAG = 0x9A57
 
 def mlp_layers(model: nn.Module) -> list[tuple[nn.Linear, nn.Module]]:
     """(linear layer, activation after it) for each hidden layer of an MLP-shaped model
-    (``features``: Flatten, then Linear -> activation pairs; ``head``: a Linear)."""
+    (``features``: Flatten, then Linear -> activation pairs; a linear head, or one per level)."""
     feats = getattr(model, "features", None)
-    head = getattr(model, "head", None)
-    if not isinstance(feats, nn.Sequential) or not isinstance(head, nn.Linear):
+    heads = _heads(model)
+    if not isinstance(feats, nn.Sequential) or not heads or not all(
+            type(h) is nn.Linear for h in heads):
         return []
     mods = list(feats)
     out = []
@@ -101,7 +101,8 @@ class Plasticity(Stateful):
             layers = mlp_layers(model)
             if not layers or not all(isinstance(a, nn.ReLU) for _, a in layers):
                 raise ConfigError(f"{key}.method", "continual backprop needs a ReLU MLP "
-                                                   "(model mlp, activation relu, a linear head)",
+                                                   "(model mlp, activation relu, linear "
+                                                   "heads)",
                                   "use model mlp, or method shrink_perturb or l2_init")
             dev = layers[0][0].weight.device
             self.utility = [torch.zeros(lin.out_features, device=dev) for lin, _ in layers]
@@ -174,14 +175,14 @@ class Plasticity(Stateful):
         """Update utilities and ages from the last training forward, then replace mature
         low-utility units (Dohare et al. 2024, Algorithm 1)."""
         layers = mlp_layers(model)
-        nexts = [lin for lin, _ in layers[1:]] + [model.head]
+        nexts = [[lin] for lin, _ in layers[1:]] + [_heads(model)]
         eta, rho, m = self.cfg["decay"], self.cfg["replacement_rate"], self.cfg["maturity"]
         for i, ((lin, _), nxt) in enumerate(zip(layers, nexts, strict=True)):
             h = self._acts[i]
             if h is None:
                 continue
             with torch.no_grad():
-                contrib = h.abs().mean(0) * nxt.weight.abs().sum(0)
+                contrib = h.abs().mean(0) * sum(n.weight.abs().sum(0) for n in nxt)
                 self.utility[i].mul_(eta).add_(contrib, alpha=1 - eta)
             self.age[i] += 1
             mature = torch.nonzero(self.age[i] > m).flatten()
@@ -201,7 +202,7 @@ class Plasticity(Stateful):
             self.events.append({"kind": "unit_reset", "grad_step": self.steps, "layer": i,
                                 "units": units.tolist()})
 
-    def reinit_units(self, lin: nn.Linear, nxt: nn.Linear, units: torch.Tensor,
+    def reinit_units(self, lin: nn.Linear, nxt: list[nn.Linear], units: torch.Tensor,
                      optimizer: torch.optim.Optimizer) -> None:
         """Fresh incoming weights and bias for ``units`` (U(+-1/sqrt(fan_in)), torch's Linear
         init), zero outgoing weights; their optimiser state entries zeroed."""
@@ -214,8 +215,9 @@ class Plasticity(Stateful):
                 b = (torch.rand(units.numel(), generator=self.gen) * 2 - 1) * bound
                 lin.bias[units] = b.to(lin.bias)
                 _zero_state(optimizer, lin.bias, units, 0)
-            nxt.weight[:, units] = 0
-            _zero_state(optimizer, nxt.weight, units, 1)
+            for n in nxt:  # the next layer, or every level's head
+                n.weight[:, units] = 0
+                _zero_state(optimizer, n.weight, units, 1)
 
     def drain(self) -> list[dict]:
         out, self.events = self.events, []
