@@ -186,6 +186,9 @@ def test_yaml_section_validated_without_torch_errors():
     with pytest.raises(ConfigError) as e:
         validate_strategy({"name": "er", "diagnostics": "yes"})
     one_line(e, "strategy.diagnostics")
+    with pytest.raises(ConfigError) as e:
+        validate_strategy({"name": "gdumb", "plasticity": {"method": "l2_init"}})
+    one_line(e, "strategy.plasticity", "gdumb retrains")
 
 
 # -- diagnostics -------------------------------------------------------------------------------

@@ -360,6 +360,10 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
     if plugins.get("plasticity") is not None:
         from clenv.plugins.config import validate_plasticity
 
+        if name in ("joint", "gdumb"):
+            raise ConfigError(f"{key}.plasticity", f"{name} retrains a fresh model, which the "
+                              "plasticity plug-in does not follow", f"remove {key}.plasticity")
+
         out["plasticity"] = validate_plasticity(plugins["plasticity"], f"{key}.plasticity")
     if plugins.get("diagnostics") is not None:
         from clenv.plugins.config import validate_diagnostics
