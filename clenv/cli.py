@@ -275,6 +275,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
         raise _older(args.dirs[0], exc) from None
     print(f"wrote {out}")
+    _plot_plasticity(args)
     for d, metrics in metrics_of.items():
         if metrics is not None:
             try:
@@ -285,6 +286,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 raise _older(d, exc) from None
             print(f"wrote {hm}")
     return 0
+
+
+def _plot_plasticity(args: argparse.Namespace) -> None:
+    """plasticity.png beside forgetting.png for runs with plasticity diagnostics or streams."""
+    from clenv.metrics.summary import read_events
+    from clenv.plots import has_plasticity, plot_plasticity
+
+    dirs = [d for d in args.dirs if has_plasticity(read_events(Path(d) / "events.jsonl"))]
+    if not dirs:
+        return
+    out = Path(args.dirs[0]) / ("plasticity.png" if len(args.dirs) == 1
+                                else "plasticity_compare.png")
+    try:
+        plot_plasticity(dirs, out)
+    except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
+        raise _older(dirs[0], exc) from None
+    print(f"wrote {out}")
 
 
 def _fmt(v) -> str:

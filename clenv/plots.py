@@ -173,3 +173,49 @@ def save_run_figures(run_dir: str | os.PathLike, metrics: dict | None = None,
         tmp = run_dir / f".tmp-{name}"
         fn(tmp)
         os.replace(tmp, run_dir / name)
+
+
+def has_plasticity(events: list[dict]) -> bool:
+    """Whether a run logged plasticity diagnostics or ran on a plasticity stream."""
+    start = next(e for e in events if e["type"] == "start")
+    return start.get("generator") == "plasticity" or any(
+        e["type"] == "eval" and "diagnostics" in e for e in events)
+
+
+def plot_plasticity(run_dirs: list[str | os.PathLike], out_file: str | os.PathLike) -> Path:
+    """The plasticity curve (per task, right after training on it) and the four diagnostics
+    (dead ReLU fraction, effective rank, mean |weight|, gradient norm) against samples seen;
+    runs overlaid (docs/plasticity.md)."""
+    from clenv.metrics.plasticity import diagnostics_series, plasticity_summary
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.2), squeeze=False)
+    axes = axes[0]
+    titles = ("plasticity (per task)", "dead ReLU fraction", "effective rank",
+              "mean |weight|", "gradient norm")
+    keys = ("dead_fraction", "effective_rank", "weight_magnitude", "grad_norm")
+    for d in run_dirs:
+        ev = read_events(Path(d) / "events.jsonl")
+        start = next(e for e in ev if e["type"] == "start")
+        label = f"{Path(d).name} ({start['strategy']})"
+        if start.get("generator") == "plasticity":
+            curve = plasticity_summary(ev)["curve"]
+            axes[0].plot(np.arange(len(curve)), curve, lw=1.2, label=label)
+        series = diagnostics_series(ev)
+        for ax, k in zip(axes[1:], keys, strict=True):
+            pts = [(s, v) for s, v in zip(series["samples"], series[k], strict=True)
+                   if v is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), lw=1.2, label=label)
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title, fontsize=9)
+    axes[0].set_xlabel("task")
+    axes[0].set_ylim(-0.02, 1.02)
+    for ax in axes[1:]:
+        ax.set_xlabel("stream samples seen")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out_file)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

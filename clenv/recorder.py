@@ -87,6 +87,11 @@ class Recorder:
                "train_loss": (state["loss_sum"] / state["loss_count"] if state["loss_count"]
                               else None),  # mean of learn()'s losses since the last eval
                "wall": round(time.perf_counter() - self.t_start, 6), **extra}
+        if kind == "task_end" and hasattr(stream, "task_samples"):  # plasticity streams
+            rec["own_accuracy"] = own_accuracy(self.strategy, env, extra["row"])
+        diagnose = getattr(self.strategy, "diagnostics_record", None)  # diagnostics: true
+        if diagnose is not None and (diag := diagnose()) is not None:
+            rec["diagnostics"] = diag
         state["loss_sum"], state["loss_count"] = 0.0, 0
         self.log.write(rec)
         if self.val_evaluator is not None and kind in ("init", "task_end"):
@@ -95,6 +100,25 @@ class Recorder:
                                                      fwt_masks=fwt_masks)
             self.log.write({**rec, "type": "validation", "counts": vcounts})
         self.wall["eval"] += time.perf_counter() - te
+
+
+def own_accuracy(strategy, env, task: int) -> float:
+    """Training accuracy of ``strategy`` on the samples task ``task`` trained on, with the
+    labels and input domain it saw them with (``stream.task_samples``: the plasticity of a
+    random-label task, docs/plasticity.md)."""
+    from clenv.evaluation.base import batched_scores
+
+    stream = env.stream
+    idx, y, domain = stream.task_samples(task)
+
+    def inputs(rows: np.ndarray) -> np.ndarray:
+        x = env.pool.x[idx[rows]]
+        if domain:  # a fixed transform (permutation): the generator is not drawn from
+            x = stream.transform(x, domain, np.random.default_rng(0))
+        return x
+
+    (scores,) = batched_scores(strategy, inputs, np.arange(len(idx)), [env.n_classes], 512)
+    return float((scores.argmax(1) == y).mean()) if len(idx) else 0.0
 
 
 def prepare_evaluation(strategy) -> None:

@@ -170,7 +170,8 @@ def test_split_mnist_end_to_end(tmp_path):
 
 ROOT_FREE = [f for f in sorted(SCENARIOS.glob("*.yaml"))
              if yaml.safe_load(f.read_text())["data"]["source"] in ("synthetic", "digits")
-             and not f.stem.startswith("agcd")]  # query rounds, not streams: test_agcd_run
+             and not f.stem.startswith("agcd")  # query rounds, not streams: test_agcd_run
+             and not f.stem.startswith("plasticity")]  # 100 tasks: test_plasticity_scenarios
 
 
 @pytest.mark.parametrize("scenario", ROOT_FREE, ids=lambda p: p.stem)

@@ -253,12 +253,15 @@ def _run_episode(env: ContinualEnv, seed: int = 0) -> list[dict]:
 def _single_or_hierarchical(path: Path) -> bool:
     """Multi-label (mlcil) scenarios have their own episode contract in tests/test_mlcil.py,
     and so does every family that claims a run from its config alone (AGCD query rounds in
-    tests/test_agcd_env.py; any family added later, beside its own tests)."""
+    tests/test_agcd_env.py; any family added later, beside its own tests); random-label streams
+    label a sample by (task, sample), not by the pool (tests/test_plasticity_scenarios.py)."""
     cfg = yaml.safe_load(path.read_text()) or {}
-    keys = {"scenario": {"generator": (cfg.get("scenario") or {}).get("generator", "disjoint")},
+    sc = cfg.get("scenario") or {}
+    keys = {"scenario": {"generator": sc.get("generator", "disjoint")},
             "data": {"source": (cfg.get("data") or {}).get("source", "synthetic")}}
     own_family = any(f.claims(keys, None) for f in FAMILIES)
-    return keys["scenario"]["generator"] != "mlcil" and not own_family
+    return (keys["scenario"]["generator"] != "mlcil" and not own_family
+            and sc.get("tasks") != "random_labels")
 
 
 @pytest.mark.parametrize("path", [p for p in ROOT_FREE if _single_or_hierarchical(p)],

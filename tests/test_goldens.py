@@ -42,6 +42,10 @@ def small_overrides(path: Path) -> list[str]:
     if data["source"] == "mnist":
         sets.append("data.max_train_per_class=100")
     sets += MLCIL if generator == "mlcil" else AGCD if generator == "agcd" else []
+    if generator == "plasticity":  # 100 tasks: 3 short ones
+        sets += ["scenario.n_tasks=3", "scenario.task_length=100", "eval.every=100"]
+        if cfg["scenario"]["tasks"] == "random_labels":
+            sets.append("scenario.samples_per_task=50")
     return sets
 
 

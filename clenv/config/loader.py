@@ -365,7 +365,7 @@ def _pairing_checks(cfg: dict) -> dict:
         raise ConfigError("scenario.task_ids", "task ids in obs contradict hidden boundaries",
                           "set scenario.task_ids: false or scenario.boundaries: exposed")
     name, gen = cfg["strategy"]["name"], cfg["scenario"]["generator"]
-    if cfg["eval"]["reference"] == "joint" and gen in ("lifelong", "mlcil"):
+    if cfg["eval"]["reference"] == "joint" and gen in ("lifelong", "mlcil", "plasticity"):
         raise ConfigError("eval.reference", f"the joint reference (intransigence) needs task "
                           f"columns trained in their own row; {gen} streams have none",
                           "remove eval.reference")

@@ -77,6 +77,7 @@ def config_model() -> type[BaseModel]:
         scenarios.append(_tagged("generator", name, gen.fields, False, **fixed))
     data = _union([_tagged("source", n, s.fields, False) for n, s in SOURCES.items()], "source")
     plugins = {k: (dict[str, Any] | None, None) for k in PLUGIN_KEYS}
+    plugins["diagnostics"] = (bool | None, None)
     registered = [_tagged("name", n, e.fields, False, preset=(str | None, None),
                           **{k: v for k, v in plugins.items() if k not in e.fields})
                   for n, e in STRATEGIES.items()]

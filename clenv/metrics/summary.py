@@ -239,6 +239,10 @@ def summarize_single_label(events: list[dict]) -> dict:
     out["old_class_accuracy"] = old_new[-1]["old"] if complete else None
     out["new_class_accuracy"] = old_new[-1]["new"] if complete else None
     out.update(_lifelong(start, evals, events, R, columns) if start.get("lifelong") else {})
+    if start.get("generator") == "plasticity":  # long streams (clenv.metrics.plasticity)
+        from clenv.metrics.plasticity import plasticity_summary
+
+        out["plasticity"] = plasticity_summary(events)
     if start.get("levels", 1) > 1:
         out["levels"] = _per_level(start, evals, rows, timeline, anytime)
 

@@ -41,3 +41,38 @@ def validate_forgetting(section: object, key: str, head_type: str) -> dict:
                                                  "targets that are never replaced",
                               "use head type linear or cosine, or schedule active/temporary")
     return out
+
+
+PLASTICITY_FIELDS: dict[str, Field] = {
+    "method": Field(str, doc="shrink_perturb (Ash & Adams 2020), continual_backprop (Dohare et "
+                             "al. 2024), l2_init (Kumar et al. 2023) or fresh (re-initialise the "
+                             "whole model at every task start: the plasticity reference)",
+                    choices=("shrink_perturb", "continual_backprop", "l2_init", "fresh")),
+    "shrink": Field(float, 0.4, "shrink_perturb: lambda, the factor on the weights",
+                    min=0.0, max=1.0),
+    "sigma": Field(float, 0.01, "shrink_perturb: sigma, the standard deviation of the noise",
+                   min=0.0),
+    "every": Field(int, None, "shrink_perturb: gradient steps between applications (null: "
+                              "at every task start after the first)", min=1),
+    "replacement_rate": Field(float, 1e-4, "continual_backprop: rho, units replaced per "
+                                           "mature unit and step (the paper's 1e-4)",
+                              min=0.0, max=1.0),
+    "maturity": Field(int, 100, "continual_backprop: m, steps before a unit can be replaced "
+                                "(the paper's 100)", min=0),
+    "decay": Field(float, 0.99, "continual_backprop: eta, the decay of the utility average "
+                                "(the paper's 0.99)", min=0.0, max=1.0),
+    "l2": Field(float, 0.01, "l2_init: lambda on ||theta - theta_0||^2", min=0.0),
+}
+
+
+def validate_plasticity(section: object, key: str) -> dict:
+    """Validate a ``plasticity`` mapping (one method and its parameters)."""
+    return validate(section, PLASTICITY_FIELDS, key)
+
+
+def validate_diagnostics(value: object, key: str) -> bool:
+    """``diagnostics``: true or false."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r:.60}",
+                          "set diagnostics: true to log plasticity diagnostics")
+    return value

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
-from clenv.scenarios import agcd, from_file, hle, incremental, lifelong, mlcil
+from clenv.scenarios import agcd, from_file, hle, incremental, lifelong, mlcil, plasticity
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ GENERATORS: dict[str, Generator] = {
     "lifelong": Generator("lifelong", lifelong.LIFELONG_FIELDS, lifelong.build_lifelong,
                           "lifelong segments: classes, revisit, drift, domain, few_shot, "
                           "related (Ling & Bohn 2021)"),
+    "plasticity": Generator("plasticity", plasticity.PLASTICITY_FIELDS,
+                            plasticity.build_plasticity,
+                            "long streams for loss of plasticity: permuted or random-label "
+                            "tasks (Dohare et al. 2024)"),
     "hle": Generator("hle", hle.HLE_FIELDS, hle.build_hle,
                      "hierarchical label expansion (Lee et al. 2023): dual_label, single_label, "
                      "multi_depth"),
@@ -58,6 +62,8 @@ def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
                           f"expected one of: {', '.join(GENERATORS)}")
     if name == "lifelong":
         return lifelong.validate_lifelong(section, key)
+    if name == "plasticity":
+        return plasticity.validate_plasticity_scenario(section, key)
     return validate(section, GENERATORS[name].fields, key)
 
 

@@ -120,6 +120,17 @@ class SupervisedStrategy(Strategy):
             from clenv.plugins.forgetting import Forgetting
 
             self.forgetting = Forgetting(self.params["forgetting"], spec, self.model)
+        self.plasticity = None  # the plasticity plug-in (clenv.plugins.plasticity), if any
+        if self.params.get("plasticity"):
+            from clenv.plugins.plasticity import Plasticity
+
+            self.plasticity = Plasticity(self.params["plasticity"], spec, self.model)
+        self.diagnostics = None  # plasticity diagnostics (clenv.plugins.diagnostics), if on
+        if self.params.get("diagnostics"):
+            from clenv.plugins.diagnostics import Diagnostics, check_model
+
+            check_model(self.model)
+            self.diagnostics = Diagnostics()
         self.seen = torch.zeros(spec.n_classes, dtype=torch.bool, device=self.device)
         self.codec.setup(self)  # per-family label state (e.g. one seen mask per level)
         self.neg_inf = torch.tensor(float("-inf"), device=self.device)
@@ -271,8 +282,14 @@ class SupervisedStrategy(Strategy):
         extra = self.penalty(inp, out, y)
         if extra is not None:
             loss = loss + extra
+        plasticity, diagnostics = self.plasticity, self.diagnostics
+        if plasticity is not None and (reg := plasticity.penalty(self.model)) is not None:
+            loss = loss + reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if diagnostics is not None:
+            diagnostics.observe(raw_x)
+            diagnostics.after_backward(self.model)
         self.before_update()
         if self.lr_schedule is not None:
             self.apply_lr()
@@ -284,6 +301,8 @@ class SupervisedStrategy(Strategy):
             self.lr_schedule.after_step()
         if forgetting is not None:  # restore swapped rows; reset on schedule
             forgetting.after_step(self.model, self.optimizer, swapped, loss)
+        if plasticity is not None:  # shrink-and-perturb, continual backprop
+            plasticity.after_step(self.model, self.optimizer)
         return loss
 
     # -- hooks of step() for the methods built on this base ------------------------------------
@@ -309,10 +328,23 @@ class SupervisedStrategy(Strategy):
             self.lr_schedule.on_task_start(task)
         if self.forgetting is not None:
             self.forgetting.on_task_start(task)
+        if self.plasticity is not None:
+            self.plasticity.on_task_start(task, self.model, self.optimizer)
+        if self.diagnostics is not None:
+            self.diagnostics.on_task_start()
 
     def drain_events(self) -> list[dict]:
-        """Plug-in events since the last call (forgetting resets), for the Runner's log."""
-        return self.forgetting.drain() if self.forgetting is not None else []
+        """Plug-in events since the last call (forgetting resets, plasticity
+        interventions), for the Runner's log."""
+        out = self.forgetting.drain() if self.forgetting is not None else []
+        return out + self.plasticity.drain() if self.plasticity is not None else out
+
+    def diagnostics_record(self) -> dict | None:
+        """The plasticity diagnostics now (``diagnostics: true``), else None; the recorder
+        adds them to every eval record."""
+        if self.diagnostics is None:
+            return None
+        return self.diagnostics.record(self.model, self.as_input)
 
     def counters(self) -> dict[str, int]:
         return {"grad_steps": self.grad_steps, "samples_processed": self.samples_processed,
@@ -325,7 +357,7 @@ class SupervisedStrategy(Strategy):
     # credit and the head and forgetting plug-ins. Subclasses add their own names.
     state_attributes: ClassVar[tuple[str, ...]] = (
         "model", "optimizer", "rng", "seen", "level_seen", "grad_steps", "samples_processed",
-        "_credit", "head_plan", "forgetting", "lr_schedule")
+        "_credit", "head_plan", "forgetting", "lr_schedule", "plasticity", "diagnostics")
 
     def state_dict(self) -> dict:
         from clenv.strategies.state import capture

@@ -334,7 +334,7 @@ def validate_strategy(section: dict, key: str = "strategy") -> dict:
 
 # head and forgetting plug-ins, augmentation and learning-rate schedules: common to every
 # strategy built on SupervisedStrategy
-PLUGIN_KEYS = ("head", "forgetting", "augment", "schedule")
+PLUGIN_KEYS = ("head", "forgetting", "augment", "schedule", "plasticity", "diagnostics")
 # strategies that build their own model and head, or train outside SupervisedStrategy.step
 _OWN_MODEL = ("multilane", "avalanche", "agcd")
 
@@ -357,6 +357,18 @@ def validate_plugins(name: str, plugins: dict, key: str) -> dict:
         out["forgetting"] = validate_forgetting(
             plugins["forgetting"], f"{key}.forgetting",
             out["head"]["type"] if "head" in out else "linear")
+    if plugins.get("plasticity") is not None:
+        from clenv.plugins.config import validate_plasticity
+
+        if name in ("joint", "gdumb"):
+            raise ConfigError(f"{key}.plasticity", f"{name} retrains a fresh model, which the "
+                              "plasticity plug-in does not follow", f"remove {key}.plasticity")
+
+        out["plasticity"] = validate_plasticity(plugins["plasticity"], f"{key}.plasticity")
+    if plugins.get("diagnostics") is not None:
+        from clenv.plugins.config import validate_diagnostics
+
+        out["diagnostics"] = validate_diagnostics(plugins["diagnostics"], f"{key}.diagnostics")
     if plugins.get("augment") is not None:
         out["augment"] = validate_augment(plugins["augment"], f"{key}.augment")
     if plugins.get("schedule") is not None:
