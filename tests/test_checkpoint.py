@@ -203,7 +203,7 @@ def test_multilane_lanes_and_adam_state_survive_a_resume(tmp_path, monkeypatch):
         Run(cfg).execute(out)
     import torch
 
-    saved = torch.load(out / "checkpoint.pt", weights_only=False)["strategy"]
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["strategy"]
     assert len(saved["task_classes"]) >= 2 and saved["optimizer"] is not None
     monkeypatch.delenv("CLENV_RAISE_LEARN")
     Run(cfg).execute(out, resume=True)
