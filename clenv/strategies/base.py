@@ -290,20 +290,27 @@ class SupervisedStrategy(Strategy):
         if diagnostics is not None:
             diagnostics.observe(raw_x)
             diagnostics.after_backward(self.model)
-        self.before_update()
-        if self.lr_schedule is not None:
-            self.apply_lr()
-        self.optimizer.step()
-        self.grad_steps += 1
-        self.samples_processed += len(y)
-        self.after_update()
-        if self.lr_schedule is not None:
-            self.lr_schedule.after_step()
+        self.optimizer_step(len(y))
         if forgetting is not None:  # restore swapped rows; reset on schedule
             forgetting.after_step(self.model, self.optimizer, swapped, loss)
         if plasticity is not None:  # shrink-and-perturb, continual backprop
             plasticity.after_step(self.model, self.optimizer)
         return loss
+
+    def optimizer_step(self, n_rows: int) -> None:
+        """After ``loss.backward()``: the ``before_update`` hook, the scheduled rate, the
+        optimiser step, the budget counters (one step, ``n_rows`` samples processed), the
+        ``after_update`` hook and the schedule's clock. Methods with their own loss (SCR) call it
+        after their backward pass."""
+        self.before_update()
+        if self.lr_schedule is not None:
+            self.apply_lr()
+        self.optimizer.step()
+        self.grad_steps += 1
+        self.samples_processed += n_rows
+        self.after_update()
+        if self.lr_schedule is not None:
+            self.lr_schedule.after_step()
 
     # -- hooks of step() for the methods built on this base ------------------------------------
     def penalty(self, inp: torch.Tensor, out, y: torch.Tensor) -> torch.Tensor | None:

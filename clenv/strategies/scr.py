@@ -108,15 +108,7 @@ class SCR(SupervisedStrategy):
         loss = sup_con(z, y, temperature=self.temperature, base_temperature=0.07)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.before_update()
-        if self.lr_schedule is not None:
-            self.apply_lr()
-        self.optimizer.step()
-        self.grad_steps += 1
-        self.samples_processed += len(y)
-        self.after_update()
-        if self.lr_schedule is not None:
-            self.lr_schedule.after_step()
+        self.optimizer_step(len(y))
         return loss
 
     def learn(self, batch: dict, info: dict) -> dict[str, float]:
