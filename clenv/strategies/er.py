@@ -29,8 +29,12 @@ class ExperienceReplay(SupervisedStrategy):
         for _ in range(self.n_steps(len(y))):
             mx, my = self.memory.sample(self.replay_k)
             loss = self.step(torch.cat((x, mx)), torch.cat((y, my)))
-        self.memory.add(x, y)
+        self.remember(x, y)
         return {} if loss is None else {"loss": loss.item()}
+
+    def remember(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep the stream batch after its steps (reservoir; Rainbow Memory keeps candidates)."""
+        self.memory.add(x, y)
 
     def counters(self) -> dict[str, int]:
         c = super().counters()

@@ -33,8 +33,8 @@ import math
 import numpy as np
 import torch
 
-from clenv.strategies.base import SupervisedStrategy
-from clenv.strategies.memory import ReservoirBuffer
+from clenv.strategies.er import ExperienceReplay
+from clenv.strategies.memory import replay_buffer
 from clenv.strategies.registry import STRATEGIES
 from clenv.strategies.spec import StrategySpec
 
@@ -103,7 +103,7 @@ def warm_restart_lr(epoch: int, lr: float) -> float:
     return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
 
 
-class RainbowMemory(SupervisedStrategy):
+class RainbowMemory(ExperienceReplay):
     """Replay from a memory rebuilt at task ends by uncertainty-diverse sampling per class."""
 
     fields = STRATEGIES["rainbow"].fields
@@ -118,13 +118,8 @@ class RainbowMemory(SupervisedStrategy):
             raise ConfigError("strategy.name", "rainbow rebuilds its memory at task ends, "
                               "which hidden boundaries do not give",
                               "set scenario.boundaries: exposed, or use er")
-        p = self.params
-        capacity = p.get("memory_size") or spec.memory_size or 500
-        dtype = torch.uint8 if spec.image else torch.float32
-        self.memory = ReservoirBuffer(capacity, spec.input_shape, dtype, self.rng, self.device)
-        self.candidates = ReservoirBuffer(p.get("candidate_size") or capacity, spec.input_shape,
-                                          dtype, self.rng, self.device)
-        self.replay_k = p.get("replay_batch_size") or spec.batch_size
+        p = self.params  # ER's setup built the memory and replay_k
+        self.candidates = replay_buffer(self, p.get("candidate_size") or self.memory.capacity)
         self.memory_batch = p.get("memory_batch_size") or spec.batch_size
         self.tasks_done = 0
         self.extra_forwards = 0
@@ -136,14 +131,9 @@ class RainbowMemory(SupervisedStrategy):
                                     "autoaugment": p.get("view_policy", "cifar10")},
                                    tuple(spec.input_shape))
 
-    def learn(self, batch: dict, info: dict) -> dict[str, float]:
-        x, y = self.stream_batch(batch, info)
-        loss = None
-        for _ in range(self.n_steps(len(y))):
-            mx, my = self.memory.sample(self.replay_k)
-            loss = self.step(torch.cat((x, mx)), torch.cat((y, my)))
+    def remember(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """During a task the memory stays fixed; the stream batch joins the task's candidates."""
         self.candidates.add(x, y)
-        return {} if loss is None else {"loss": loss.item()}
 
     # -- task end: the memory update, then memory-only epochs ----------------------------------
     def on_task_end(self, task: int) -> None:

@@ -96,13 +96,7 @@ def _lone_pools(runs: list[RunSpec], run_dirs: dict[str, Path], on_result: OnRes
     try:
         futures = {pool.submit(execute_run, r.config, str(run_dirs[r.id]), bars, force): r
                    for pool, r in zip(pools, runs, strict=True)}
-        for fut in as_completed(futures):
-            try:
-                result = fut.result()
-            except BrokenProcessPool:
-                broken.append(futures[fut])
-                continue
-            on_result(futures[fut], result)
+        broken = _collect(futures, on_result)
     except KeyboardInterrupt:
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -110,6 +104,20 @@ def _lone_pools(runs: list[RunSpec], run_dirs: dict[str, Path], on_result: OnRes
     finally:
         for pool in pools:
             pool.shutdown(wait=True)
+    return broken
+
+
+def _collect(futures: dict, on_result: OnResult) -> list[RunSpec]:
+    """Hand each finished run's result to ``on_result`` as it comes; return the runs whose
+    futures a broken pool took."""
+    broken: list[RunSpec] = []
+    for fut in as_completed(futures):
+        try:
+            result = fut.result()
+        except BrokenProcessPool:
+            broken.append(futures[fut])
+            continue
+        on_result(futures[fut], result)
     return broken
 
 
@@ -122,13 +130,7 @@ def _pool(runs: list[RunSpec], run_dirs: dict[str, Path], n: int, on_result: OnR
         futures = {pool.submit(execute_run, r.config, str(run_dirs[r.id]), bars, force): r
                    for r in runs}
         try:
-            for fut in as_completed(futures):
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    broken.append(futures[fut])
-                    continue
-                on_result(futures[fut], result)
+            broken = _collect(futures, on_result)
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
