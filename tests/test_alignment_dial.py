@@ -164,3 +164,12 @@ def test_the_regime_alignment_sweep_file():
     assert raw["metrics"] == ["final_accuracy", "average_forgetting"]
     sweep = load_sweep(REPO / "sweeps" / "regime_alignment.yaml")
     assert len(sweep.runs) == 100
+
+
+def test_missing_language_extra_is_one_line_on_alignment(monkeypatch):
+    monkeypatch.setattr(encoder_mod, "missing_packages", lambda: ["sentence_transformers"])
+    with pytest.raises(ConfigError) as exc:
+        load_pool(_data(0.5))
+    one_line(exc, "data.alignment", "language extra is not installed",
+             "pip install 'clenv[language]'")
+    assert len(load_pool(_data(0.0)).class_names) == 50  # rho = 0 needs no extra
