@@ -151,19 +151,26 @@ def test_bad_or_conflicting_keys_are_one_line(sets, key, part, tmp_path, capsys)
 
 
 def test_the_regime_alignment_sweep_file():
-    """sweeps/regime_alignment.yaml: naive and ER, each with the cosine and the language head
-    of benchmarks/language_evidence.py's methods(30), over 5 alignments x 5 paired seeds."""
+    """sweeps/regime_alignment.yaml: naive and ER, each with the cosine and the language head of
+    benchmarks/language_evidence.py's methods(30) (a cosine head's dim defaults to the encoder's
+    384), over 5 alignments x 5 paired seeds; the head type is an axis, so a dial pairs each
+    language run with the cosine run of the same strategy, alignment and seed."""
     raw = yaml.safe_load((REPO / "sweeps" / "regime_alignment.yaml").read_text())
-    cosine, language = {"type": "cosine", "dim": 384, "scale": 30.0}, {"type": "language",
-                                                                       "scale": 30.0}
-    assert raw["strategies"] == [{"name": n, "head": h} for n in ("naive", "er")
-                                 for h in (cosine, language)]
-    assert raw["axes"] == {"data.alignment": list(RHOS)}
+    assert raw["strategies"] == [{"name": n, "head": {"scale": 30.0}} for n in ("naive", "er")]
+    assert raw["axes"] == {"strategy.head.type": ["cosine", "language"],
+                           "data.alignment": list(RHOS)}
     assert raw["seeds"] == [0, 1, 2, 3, 4] and raw["threads"] == 1
     assert raw["set"]["output.plots"] is False
     assert raw["metrics"] == ["final_accuracy", "average_forgetting"]
     sweep = load_sweep(REPO / "sweeps" / "regime_alignment.yaml")
     assert len(sweep.runs) == 100
+    cells = {(r.config["strategy"]["name"], r.config["strategy"]["head"]["type"],
+              r.config["data"]["alignment"], r.config["seed"]) for r in sweep.runs}
+    assert len(cells) == 100
+    for r in sweep.runs:
+        head = r.config["strategy"]["head"]
+        assert head["scale"] == 30.0 and head["learn_scale"] and head["dim"] is None
+        assert r.config["threads"] == 1 and r.config["scenario"]["seed"] == r.config["seed"]
 
 
 def test_missing_language_extra_is_one_line_on_alignment(monkeypatch):
