@@ -96,7 +96,12 @@ def _load(args: argparse.Namespace) -> dict:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    from clenv.data.registry import load_pool
+    from clenv.data.registry import load_pool as _load_pool
+    from clenv.text.encoder import without_models
+
+    def load_pool(data_cfg: dict):  # no sentence encoder (torch) here: labels are what counts
+        with without_models():
+            return _load_pool(data_cfg)
 
     if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
         from clenv.families.discovery import make_agcd_env
