@@ -131,3 +131,16 @@ def test_cli_dry_run_lists_the_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 runs" in out and "strategy=er seed=1" in out
     assert not (tmp_path / "o").exists()
+
+
+def test_seed_keys_set_every_named_key_and_default_to_learner_and_stream():
+    base = {"scenario": {"generator": "disjoint", "n_tasks": 2},
+            "data": {"source": "synthetic"}}
+    plain = load_sweep({"base": base, "seeds": [3]}).runs[0].config
+    assert (plain["seed"], plain["scenario"]["seed"], plain["data"]["seed"]) == (3, 3, 0)
+    sw = load_sweep({"base": base, "seeds": [3, 4],
+                     "seed_keys": ["seed", "scenario.seed", "data.seed"]})
+    assert [(r.config["seed"], r.config["scenario"]["seed"], r.config["data"]["seed"])
+            for r in sw.runs] == [(3, 3, 3), (4, 4, 4)]
+    with pytest.raises(ConfigError, match="seed_keys: expected a list holding seed"):
+        load_sweep({"base": base, "seeds": [3], "seed_keys": ["data.seed"]})

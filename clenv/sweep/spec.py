@@ -4,7 +4,7 @@ A sweep YAML holds ``base`` (a config path, relative to the sweep file, or an in
 optional ``set`` (fixed dotted-key overrides; relative paths in ``set`` and ``axes`` values join
 the sweep file's folder, those in the base file its own folder), the axes — ``strategies`` (presets
 or mappings), ``seeds`` (each sets ``seed`` and ``scenario.seed``, so every method sees the same
-streams per seed) and ``axes`` (dotted config key -> list of values) — the ``mode`` (grid: every
+streams per seed; ``seed_keys`` names other keys it sets too, e.g. ``data.seed``) and ``axes`` (dotted config key -> list of values) — the ``mode`` (grid: every
 combination; zip: the non-replicate axes zipped, crossed with the replicate axes), the
 ``replicates`` (axes averaged over by ``clenv compare``; default ``[seed]``), ``threads`` per run,
 ``workers`` (local backend), ``resources`` (Ray backend) and an optional ``select`` (CL-legal
@@ -36,6 +36,9 @@ SWEEP_FIELDS: dict[str, Field] = {
                         "strategy mappings"),
     "seeds": Field(list, None, "seed axis: each value sets seed and scenario.seed", item=int,
                    min=0),
+    "seed_keys": Field(list, ["seed", "scenario.seed"], "the config keys each seed value "
+                       "sets (add data.seed to draw a fresh synthetic dataset per seed)",
+                       item=str),
     "axes": Field(dict, {}, "dotted config key -> list of values"),
     "mode": Field(str, "grid", "grid: every combination; zip: the non-replicate axes zipped",
                   choices=("grid", "zip")),
@@ -86,6 +89,7 @@ class Sweep:
     select: dict | None
     runs: list[RunSpec] = field(default_factory=list)
     metrics: list[str] | None = None  # clenv compare's default columns
+    seed_keys: tuple[str, ...] = ("seed", "scenario.seed")  # what a seed value sets
 
     def index(self) -> dict:
         """The static part of sweep.json."""
@@ -224,12 +228,19 @@ def load_sweep(source: str | os.PathLike | dict) -> Sweep:
         if select["on"] == "first_tasks" and select["k"] is None:
             raise ConfigError("select.k", "on: first_tasks needs k, the number of tasks",
                               "set select.k: 2 for example")
+    for i, key in enumerate(s["seed_keys"]):
+        _path_of(key, f"seed_keys[{i}]")
+    if "seed" not in s["seed_keys"]:
+        raise ConfigError("seed_keys", f"expected a list holding seed (the learner's seed), "
+                          f"got {describe(s['seed_keys'])}", "e.g. [seed, scenario.seed, "
+                          "data.seed]")
     from clenv.results import check_folder_name
 
     check_folder_name(s["name"] or name)  # it decides results/sweeps/<name>
     sweep = Sweep(name=s["name"] or name, path=path, axes=axes, replicates=replicates,
                   mode=s["mode"], threads=s["threads"], workers=s["workers"],
-                  resources=resources, select=select, metrics=s["metrics"])
+                  resources=resources, select=select, metrics=s["metrics"],
+                  seed_keys=tuple(s["seed_keys"]))
     sweep.runs = expand(sweep, base_raw, s["set"], base_dir, sweep_dir, bases=bases)
     if select is not None and select["on"] == "validation":
         for r in sweep.runs:
@@ -321,12 +332,9 @@ def expand(sweep: Sweep, base: dict, fixed: dict, base_dir: Path | None,
         for key, value in params.items():
             if key in ("strategy", "base"):
                 continue
-            if key == "seed":  # paired seeds: the learner's and the stream's
-                raw["seed"] = value
-                if raw.get("scenario") is None:
-                    raw["scenario"] = {}
-                if isinstance(raw["scenario"], dict):
-                    raw["scenario"]["seed"] = value
+            if key == "seed":  # paired seeds: the learner's and the stream's (seed_keys)
+                for target in sweep.seed_keys:
+                    apply_override(raw, _path_of(target, "seed_keys"), value)
             else:
                 apply_override(raw, _path_of(key, f"axes.{key}"), copy.deepcopy(value))
         raw["threads"] = sweep.threads
