@@ -2,13 +2,14 @@
 
 A sweep YAML holds ``base`` (a config path, relative to the sweep file, or an inline mapping),
 optional ``set`` (fixed dotted-key overrides; relative paths in ``set`` and ``axes`` values join
-the sweep file's folder, those in the base file its own folder), the axes — ``strategies`` (presets
-or mappings), ``seeds`` (each sets ``seed`` and ``scenario.seed``, so every method sees the same
-streams per seed; ``seed_keys`` names other keys it sets too, e.g. ``data.seed``) and ``axes`` (dotted config key -> list of values) — the ``mode`` (grid: every
-combination; zip: the non-replicate axes zipped, crossed with the replicate axes), the
-``replicates`` (axes averaged over by ``clenv compare``; default ``[seed]``), ``threads`` per run,
-``workers`` (local backend), ``resources`` (Ray backend) and an optional ``select`` (CL-legal
-hyper-parameter selection, clenv.sweep.select). Every problem is one ConfigError naming the key.
+the sweep file's folder, those in the base file its own folder), the axes — ``strategies``
+(presets or mappings), ``seeds`` (each sets ``seed`` and ``scenario.seed``, so every method sees
+the same streams per seed; ``seed_keys`` names other keys it sets too, e.g. ``data.seed``) and
+``axes`` (dotted config key -> list of values) — the ``mode`` (grid: every combination; zip: the
+non-replicate axes zipped, crossed with the replicate axes), the ``replicates`` (axes averaged
+over by ``clenv compare``; default ``[seed]``), ``threads`` per run, ``workers`` (local
+backend), ``resources`` (Ray backend) and an optional ``select`` (CL-legal hyper-parameter
+selection, clenv.sweep.select). Every problem is one ConfigError naming the key.
 """
 
 from __future__ import annotations
