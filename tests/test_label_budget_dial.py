@@ -154,8 +154,13 @@ def test_both_keys_in_the_yaml_are_refused_by_the_loader(tmp_path):
     one_line(exc, "scenario.budget_per_class", "budget: 30")
 
 
-def test_the_label_budget_sweep_file():
-    """150 runs: 2 scenarios x 3 queries x k in {1,2,4,8,16} x 5 seeds, each with b = k x new."""
+def test_the_label_budget_sweep_file(tmp_path, capsys):
+    """150 runs: 2 scenarios x 3 queries x k in {1,2,4,8,16} x 5 seeds, each with b = k x new;
+    `clenv sweep --dry-run` lists them and writes nothing."""
+    assert main(["sweep", str(SWEEP), "--out", str(tmp_path / "sw"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 151 and lines[-1].startswith("150 runs")
+    assert not (tmp_path / "sw").exists()
     sweep = load_sweep(SWEEP)
     assert len(sweep.runs) == 150
     assert sweep.axes["strategy.query"] == ["adaptive", "random", "kcenter"]
