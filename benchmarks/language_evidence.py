@@ -106,7 +106,7 @@ def target_geometry() -> list[str]:
     from clenv.data.cifar100_names import FINE_NAMES, coarse_of_fine, readable
     from clenv.data.digits import DIGIT_NAMES
     from clenv.language.config import DEFAULT_ENCODER, DEFAULT_TEMPLATE
-    from clenv.language.targets import SemanticTargets
+    from clenv.text.targets import SemanticTargets
 
     targets = SemanticTargets(DEFAULT_ENCODER, DEFAULT_TEMPLATE)
     e = targets.encode([readable(n) for n in FINE_NAMES])

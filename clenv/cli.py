@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("dirs", nargs="+", help="results folders")
     pl.add_argument("--out", help="figure file (default: forgetting.png in the first folder, "
                     "or forgetting_compare.png when several folders are given)")
+    pl.add_argument("--dial", help="sweep folder: draw the paired difference to --baseline "
+                    "against this axis (docs/regimes.md)")
+    pl.add_argument("--baseline", help="with --dial: the group each method is paired "
+                    "against, e.g. strategy.query=random")
+    pl.add_argument("--metrics", help="with --dial: comma-separated metrics, one panel each "
+                    "(default: final_accuracy)")
     cp = sub.add_parser("compare", help="a table of summary metrics")
     cp.add_argument("dirs", nargs="+", help="results folders")
     cp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
@@ -90,7 +96,12 @@ def _load(args: argparse.Namespace) -> dict:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    from clenv.data.registry import load_pool
+    from clenv.data.registry import load_pool as _load_pool
+    from clenv.text.encoder import without_models
+
+    def load_pool(data_cfg: dict):  # no sentence encoder (torch) here: labels are what counts
+        with without_models():
+            return _load_pool(data_cfg)
 
     if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
         from clenv.families.discovery import make_agcd_env
@@ -252,6 +263,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         from clenv.sweep.cli import cmd_plot_sweep
 
         return cmd_plot_sweep(args)
+    if args.dial or args.baseline or args.metrics:
+        raise UserError("--dial, --baseline and --metrics apply to one sweep folder (holding "
+                        "sweep.json); give the folder clenv sweep wrote")
     families, metrics_of = _plot_runs(args.dirs)
     if families[0] == "agcd":  # per-round All/Old/New curves of active category discovery runs
         from clenv.agcd.plots import plot_agcd_rounds
@@ -316,10 +330,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from clenv.sweep.cli import cmd_compare_sweep
 
         return cmd_compare_sweep(args)
-    if args.baseline or args.sort or args.metrics or args.all or args.diff_metric or args.out:
-        raise UserError("--baseline, --sort, --metrics, --diff-metric, --all and --out apply to "
-                        "one sweep folder (holding sweep.json); give the folder clenv sweep "
-                        "wrote")
+    if (args.baseline or args.sort or args.metrics or args.all or args.diff_metric or args.out
+            or args.dial):
+        raise UserError("--baseline, --sort, --metrics, --diff-metric, --all, --dial and --out "
+                        "apply to one sweep folder (holding sweep.json); give the folder clenv "
+                        "sweep wrote")
     from clenv.sweep.aggregate import require_one_metrics_version
 
     loaded = {d: _metrics_of(d) for d in args.dirs}

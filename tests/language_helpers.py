@@ -43,7 +43,7 @@ def make_fake_folder(folder: Path, dim: int = FAKE_DIM) -> Path:
 
 def install_fake(monkeypatch, folder: Path) -> FakeSentenceModel:
     """Route clenv's model loading for any folder to a FakeSentenceModel; returns it."""
-    import clenv.language.targets as targets
+    import clenv.text.targets as targets
 
     model = FakeSentenceModel()
     monkeypatch.setattr(targets, "load_sentence_model", lambda f, key: model)

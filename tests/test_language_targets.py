@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import clenv.language.encoder as encoder_mod
+import clenv.text.encoder as encoder_mod
 from clenv.cli import main
 from clenv.errors import ConfigError
-from clenv.language.targets import SemanticTargets
 from clenv.strategies.registry import validate_strategy
+from clenv.text.targets import SemanticTargets
 from tests.conftest import one_line, require
 from tests.language_helpers import FAKE_DIM, install_fake
 

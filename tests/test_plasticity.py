@@ -125,6 +125,45 @@ def test_continual_backprop_replaces_lowest_mature_unit():
     assert p.pending[0] == 0.0
 
 
+def _adaptable_case(**cfg):
+    """Hidden activations of 2 rows x 8 units (unit 0 and units 3-7: 1 then 3; unit 1: 1, 1;
+    unit 2: 2, 2), incoming weights all 0.5, head weights all 2 (official gnt.py's terms)."""
+    s = _strategy({"method": "continual_backprop", "utility": "adaptable_contribution", **cfg})
+    p, lin, head = s.plasticity, s.model.features[1], s.model.head
+    lin.weight.data[:] = 0.5
+    head.weight.data[:] = 2.0
+    h = torch.tensor([[1.0, 1.0, 2.0] + [1.0] * 5, [3.0, 1.0, 2.0] + [3.0] * 5])
+    p._acts[0] = h
+    return s, p, lin, head
+
+
+def test_adaptable_contribution_utility_by_hand():
+    s, p, lin, head = _adaptable_case(maturity=1000, decay=0.5)
+    p.continual_backprop(s.model, s.optimizer)
+    # age 1, correction c = 1 - 0.5 = 0.5, running mean a = 0.5 * batch mean, a / c = the
+    # batch mean; unit 0: mean |h - 2| = 1, new utility = mean|w_out| 2 * 1 / mean|w_in| 0.5
+    # = 4, averaged: (1 - 0.5) * 4 = 2; units 1 and 2 do not vary: 0
+    assert p.age[0].tolist() == [1] * 8
+    assert p.utility[0].tolist() == [2.0, 0.0, 0.0] + [2.0] * 5
+    assert p.mean_act[0].tolist() == [1.0, 0.5, 1.0] + [1.0] * 5
+
+
+def test_adaptable_contribution_replacement_by_hand():
+    s, p, lin, head = _adaptable_case(maturity=0, decay=0.5, replacement_rate=0.125)
+    bias = head.bias.detach().clone()
+    p.continual_backprop(s.model, s.optimizer)
+    # 8 mature units * 0.125 = one replacement: the lowest bias-corrected utility, unit 1
+    # (tied with unit 2 at 0, the lower index first); its mean output w_k1 * a_1 / c_1 =
+    # 2 * 1 moves into the head's bias, outgoing weights 0, incoming U(+-sqrt(6/4)), bias 0
+    assert s.drain_events() == [{"kind": "unit_reset", "grad_step": 0, "layer": 0,
+                                 "units": [1]}]
+    assert torch.allclose(head.bias, bias + 2.0)
+    assert torch.all(head.weight[:, 1] == 0) and torch.all(head.weight[:, 2] == 2.0)
+    assert lin.bias[1] == 0 and torch.all(lin.weight[1].abs() <= math.sqrt(6 / 4))
+    assert not torch.all(lin.weight[1] == 0.5)
+    assert p.mean_act[0][1] == 0 and p.age[0][1] == 0 and p.utility[0][1] == 0
+
+
 def test_continual_backprop_refuses_non_relu():
     with pytest.raises(ConfigError) as e:
         _strategy({"method": "continual_backprop"}, activation="tanh")
@@ -154,8 +193,10 @@ def test_l2_init_pulls_towards_init():
 
 
 # -- seeding, checkpoints, YAML ----------------------------------------------------------------
-def test_seeded_and_checkpointed():
-    cfg = {"method": "continual_backprop", "maturity": 3, "replacement_rate": 0.2}
+@pytest.mark.parametrize("utility", ["contribution", "adaptable_contribution"])
+def test_seeded_and_checkpointed(utility):
+    cfg = {"method": "continual_backprop", "maturity": 3, "replacement_rate": 0.2,
+           "utility": utility}
     a = _strategy(cfg, diagnostics=True)
     for i in range(10):
         a.step(*_batch(i))

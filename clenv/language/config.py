@@ -7,13 +7,10 @@ vectors are frozen sentence-encoder embeddings of the class names (LingoCL, Ni e
 
 from __future__ import annotations
 
-import os
-
 from clenv.config.schema import PATH, Field, validate
 from clenv.errors import ConfigError
-from clenv.language.encoder import DEFAULT_ENCODER, check_encoder
-
-DEFAULT_TEMPLATE = "a photo of a {}"
+from clenv.text.encoder import DEFAULT_ENCODER, check_encoder
+from clenv.text.targets import DEFAULT_TEMPLATE
 
 HEAD_FIELDS: dict[str, Field] = {
     "type": Field(str, "linear", "classifier head", choices=("linear", "cosine", "language")),
@@ -46,8 +43,3 @@ def validate_head(section: object, key: str) -> dict:
         check_encoder(out["encoder"], f"{key}.encoder")
     return out
 
-
-def cache_root(configured: str | None) -> str:
-    """The cache folder: the YAML value, else $CLENV_CACHE, else ~/.cache/clenv."""
-    root = configured or os.environ.get("CLENV_CACHE") or os.path.join("~", ".cache", "clenv")
-    return os.path.expanduser(root)

@@ -118,7 +118,7 @@ class HeadPlan(Stateful):
         self.seed = seed
         self.targets = None
         if self.kind == "language":
-            from clenv.language.targets import SemanticTargets
+            from clenv.text.targets import SemanticTargets
 
             self.targets = SemanticTargets(cfg["encoder"], cfg["template"], cfg["cache_dir"],
                                            key)
@@ -126,7 +126,7 @@ class HeadPlan(Stateful):
         elif cfg["dim"] is not None:
             self.dim = cfg["dim"]
         else:  # a cosine head sized like the language encoder's vectors
-            from clenv.language.encoder import resolve_encoder
+            from clenv.text.encoder import resolve_encoder
 
             self.dim = resolve_encoder(cfg["encoder"], f"{key}.encoder").dim
         self.revealed: list[dict[int, np.ndarray]] = [{} for _ in level_sizes]

@@ -61,6 +61,13 @@ PLASTICITY_FIELDS: dict[str, Field] = {
                                 "(the paper's 100)", min=0),
     "decay": Field(float, 0.99, "continual_backprop: eta, the decay of the utility average "
                                 "(the paper's 0.99)", min=0.0, max=1.0),
+    "utility": Field(str, "contribution", "continual_backprop: contribution (the paper's "
+                     "Algorithm 1) or adaptable_contribution (the official code's "
+                     "generate-and-test as its Online Permuted MNIST config runs it: "
+                     "mean-centred activations over the mean incoming weight, bias-corrected "
+                     "averages, the removed unit's mean output moved into the next bias, "
+                     "Kaiming-uniform incoming weights)",
+                     choices=("contribution", "adaptable_contribution")),
     "l2": Field(float, 0.01, "l2_init: lambda on ||theta - theta_0||^2", min=0.0),
 }
 

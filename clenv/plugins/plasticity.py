@@ -10,6 +10,14 @@ backprop and L2-towards-init (docs/plasticity.md).
   to a replacement count, and while that count is >= 1 the mature unit of lowest utility gets
   fresh incoming weights and bias (the layer's init distribution), zero outgoing weights, and
   utility and age 0. Defaults are the paper's: rho = 1e-4, m = 100, eta = 0.99.
+  ``utility: adaptable_contribution`` is the official code's generate-and-test as its Online
+  Permuted MNIST configuration runs it (shibhansh/loss-of-plasticity, lop/algos/gnt.py with
+  cfg/cbp.json): ages first, a running mean activation a_i <- eta a_i + (1 - eta) mean_batch h_i,
+  bias-corrected by c_i = 1 - eta^age_i; the new utility
+  mean_k |w_ki| * mean_batch |h_i - a_i / c_i| / mean_j |v_ij| (v: incoming weights), averaged
+  like the contribution and ranked bias-corrected (u_i / c_i); a replaced unit's mean output
+  w_ki * a_i / c_i moves into the next layer's bias, its incoming weights are drawn from
+  U(+-sqrt(6 / fan_in)) (Kaiming uniform for ReLU) and its bias is 0.
 - **fresh** (the plasticity reference, issue 22): the whole model re-initialised (torch's
   layer inits, drawn from the plug-in's generator) at every task start after the first, so
   each task is learnt by a freshly initialised network alone.
@@ -74,7 +82,7 @@ class Plasticity(Stateful):
     intervention as an event (``drain()``)."""
 
     state_attributes = ("gen", "steps", "events", "utility", "age", "pending", "init",
-                        "replaced")
+                        "replaced", "mean_act")
 
     def __init__(self, cfg: dict, spec: StrategySpec, model: nn.Module,
                  key: str = "strategy.plasticity") -> None:
@@ -86,6 +94,7 @@ class Plasticity(Stateful):
         self.events: list[dict] = []
         self.replaced = 0
         self.utility: list[torch.Tensor] = []
+        self.mean_act: list[torch.Tensor] = []  # adaptable_contribution: running mean of h
         self.age: list[torch.Tensor] = []
         self.pending: list[float] = []
         self.init: list[torch.Tensor] = []
@@ -106,6 +115,8 @@ class Plasticity(Stateful):
                                   "use model mlp, or method shrink_perturb or l2_init")
             dev = layers[0][0].weight.device
             self.utility = [torch.zeros(lin.out_features, device=dev) for lin, _ in layers]
+            if cfg.get("utility") == "adaptable_contribution":
+                self.mean_act = [torch.zeros(lin.out_features, device=dev) for lin, _ in layers]
             self.age = [torch.zeros(lin.out_features, dtype=torch.long, device=dev)
                         for lin, _ in layers]
             self.pending = [0.0] * len(layers)
@@ -177,14 +188,20 @@ class Plasticity(Stateful):
         layers = mlp_layers(model)
         nexts = [[lin] for lin, _ in layers[1:]] + [_heads(model)]
         eta, rho, m = self.cfg["decay"], self.cfg["replacement_rate"], self.cfg["maturity"]
+        adaptable = self.cfg.get("utility") == "adaptable_contribution"
         for i, ((lin, _), nxt) in enumerate(zip(layers, nexts, strict=True)):
             h = self._acts[i]
             if h is None:
                 continue
-            with torch.no_grad():
-                contrib = h.abs().mean(0) * sum(n.weight.abs().sum(0) for n in nxt)
-                self.utility[i].mul_(eta).add_(contrib, alpha=1 - eta)
-            self.age[i] += 1
+            if adaptable:
+                self.age[i] += 1
+                rank = self._adaptable_utility(i, h, lin, nxt, eta)
+            else:
+                with torch.no_grad():
+                    contrib = h.abs().mean(0) * sum(n.weight.abs().sum(0) for n in nxt)
+                    self.utility[i].mul_(eta).add_(contrib, alpha=1 - eta)
+                self.age[i] += 1
+                rank = self.utility[i]
             mature = torch.nonzero(self.age[i] > m).flatten()
             if mature.numel() == 0:
                 continue
@@ -193,27 +210,56 @@ class Plasticity(Stateful):
             if k == 0:
                 continue
             self.pending[i] -= k
-            order = torch.argsort(self.utility[i][mature], stable=True)
+            order = torch.argsort(rank[mature], stable=True)
             units = mature[order[:k]]
-            self.reinit_units(lin, nxt, units, optimizer)
+            if adaptable:
+                self._move_mean_output(i, units, nxt, eta)
+            self.reinit_units(lin, nxt, units, optimizer, kaiming=adaptable)
             self.utility[i][units] = 0
             self.age[i][units] = 0
             self.replaced += int(units.numel())
             self.events.append({"kind": "unit_reset", "grad_step": self.steps, "layer": i,
                                 "units": units.tolist()})
 
+    def _bias_correction(self, i: int, eta: float) -> torch.Tensor:
+        return 1 - eta ** self.age[i].to(self.utility[i].dtype)
+
+    def _adaptable_utility(self, i: int, h: torch.Tensor, lin: nn.Linear, nxt: list[nn.Linear],
+                           eta: float) -> torch.Tensor:
+        """Update layer i's adaptable-contribution utility from activations ``h`` (ages
+        already advanced); returns the bias-corrected utility the replacement ranks by."""
+        with torch.no_grad():
+            c = self._bias_correction(i, eta)
+            self.mean_act[i].mul_(eta).add_(h.mean(0), alpha=1 - eta)
+            centred = (h - self.mean_act[i] / c).abs().mean(0)
+            out_mag = torch.cat([n.weight.abs() for n in nxt], 0).mean(0)
+            new = out_mag * centred / lin.weight.abs().mean(1)
+            self.utility[i].mul_(eta).add_(new, alpha=1 - eta)
+            return self.utility[i] / c
+
+    def _move_mean_output(self, i: int, units: torch.Tensor, nxt: list[nn.Linear],
+                          eta: float) -> None:
+        """Add the replaced units' bias-corrected mean output to the next layer's bias."""
+        with torch.no_grad():
+            act = self.mean_act[i][units] / self._bias_correction(i, eta)[units]
+            for n in nxt:
+                if n.bias is not None:
+                    n.bias += n.weight[:, units] @ act
+            self.mean_act[i][units] = 0
+
     def reinit_units(self, lin: nn.Linear, nxt: list[nn.Linear], units: torch.Tensor,
-                     optimizer: torch.optim.Optimizer) -> None:
+                     optimizer: torch.optim.Optimizer, kaiming: bool = False) -> None:
         """Fresh incoming weights and bias for ``units`` (U(+-1/sqrt(fan_in)), torch's Linear
-        init), zero outgoing weights; their optimiser state entries zeroed."""
-        bound = 1.0 / math.sqrt(lin.in_features)
+        init; ``kaiming``: U(+-sqrt(6/fan_in)) and bias 0, the official code's), zero outgoing
+        weights; their optimiser state entries zeroed."""
+        bound = math.sqrt((6.0 if kaiming else 1.0) / lin.in_features)
         with torch.no_grad():
             fresh = (torch.rand((units.numel(), lin.in_features), generator=self.gen) * 2 - 1)
             lin.weight[units] = (fresh * bound).to(lin.weight)
             _zero_state(optimizer, lin.weight, units, 0)
             if lin.bias is not None:
                 b = (torch.rand(units.numel(), generator=self.gen) * 2 - 1) * bound
-                lin.bias[units] = b.to(lin.bias)
+                lin.bias[units] = 0 if kaiming else b.to(lin.bias)
                 _zero_state(optimizer, lin.bias, units, 0)
             for n in nxt:  # the next layer, or every level's head
                 n.weight[:, units] = 0

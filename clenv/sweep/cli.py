@@ -41,6 +41,8 @@ def add_compare_args(cp: argparse.ArgumentParser) -> None:
                     "between <!-- clenv compare SECTION --> markers (the rest is kept)")
     cp.add_argument("--section", default="table", help="with --out: the marker's name "
                     "(default: table), so one file can hold several tables")
+    cp.add_argument("--dial", help="sweep folder: per metric, a table of the paired "
+                    "difference to --baseline at each value of this axis (docs/regimes.md)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -74,6 +76,8 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
         from clenv.sweep.aggregate import merged_table_text
 
         merged_table_text(args.out, "", args.section)
+    if getattr(args, "dial", None):
+        return _compare_dial(args, d, metrics)
     csv_text, md_text = compare_sweep(d, metrics=metrics, baseline=args.baseline,
                                       diff_metric=args.diff_metric, sort=args.sort,
                                       ascending=args.ascending, all_configs=args.all)
@@ -86,11 +90,35 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_dial(args: argparse.Namespace, d: str, metrics: list[str] | None) -> int:
+    from clenv.sweep.dial import dial_lines, dial_table
+
+    if not args.baseline:
+        raise UserError("--dial needs --baseline AXIS=VALUE, e.g. strategy.query=random")
+    text = "\n".join(dial_table(dial_lines(d, args.dial, args.baseline, m), args.dial, m,
+                                args.baseline) for m in metrics or ["final_accuracy"])
+    print(text, end="")
+    if getattr(args, "out", None):
+        from clenv.sweep.aggregate import write_table_into
+
+        print(f"wrote {write_table_into(args.out, text, args.section)}")
+    return 0
+
+
 def cmd_plot_sweep(args: argparse.Namespace) -> int:
     from clenv.results import figure_out
     from clenv.sweep.plots import plot_sweep
 
     d = args.dirs[0]
+    if getattr(args, "dial", None):
+        from clenv.sweep.dial import plot_dial
+
+        metrics = ([m.strip() for m in args.metrics.split(",")] if args.metrics
+                   else ["final_accuracy"])
+        out = figure_out(args.out, Path(d) / "dial.png")
+        plot_dial(d, out, args.dial, args.baseline or "", metrics)
+        print(f"wrote {out}")
+        return 0
     out = figure_out(args.out, Path(d) / "curves.png")
     plot_sweep(d, out)
     print(f"wrote {out}")

@@ -15,8 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.language.config import cache_root
-from clenv.language.encoder import EncoderSource, load_sentence_model, resolve_encoder
+from clenv.text.encoder import EncoderSource, load_sentence_model, resolve_encoder
+
+DEFAULT_TEMPLATE = "a photo of a {}"  # the prompt around each class name
+
+
+def cache_root(configured: str | None) -> str:
+    """The cache folder: the YAML value, else $CLENV_CACHE, else ~/.cache/clenv."""
+    root = configured or os.environ.get("CLENV_CACHE") or os.path.join("~", ".cache", "clenv")
+    return os.path.expanduser(root)
 
 
 def _digest(*parts: str) -> str:

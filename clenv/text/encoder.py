@@ -8,11 +8,14 @@ Face hub is switched to offline mode before sentence-transformers is imported.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import importlib.util
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,24 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 _sha_memo: dict[tuple[str, int, int], str] = {}
 _loaded: dict[str, object] = {}  # model folder -> SentenceTransformer, loaded once per process
+_MODELS_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("clenv_models_allowed",
+                                                                      default=True)
+
+
+@contextlib.contextmanager
+def without_models() -> Iterator[None]:
+    """Within the block, code that would load a sentence encoder skips it (``clenv check``
+    builds pools and streams torch-free; see ``models_allowed``)."""
+    token = _MODELS_ALLOWED.set(False)
+    try:
+        yield
+    finally:
+        _MODELS_ALLOWED.reset(token)
+
+
+def models_allowed() -> bool:
+    """False inside ``without_models()``: callers must not load (or import) an encoder."""
+    return _MODELS_ALLOWED.get()
 
 
 @dataclass(frozen=True)
