@@ -208,6 +208,15 @@ def test_compare_shows_new_accuracy_of_an_agcd_sweep(tmp_path, capsys):
         assert float(row["gcd_new_diff"]) == pytest.approx(paired, abs=1e-6)
     md = (out / "summary.md").read_text()
     assert "Δ gcd_new vs strategy.query=random" in md and "| gcd_new | gcd_all | gcd_old |" in md
+    # the dial view: adaptive minus random along k, one line per non-baseline query
+    capsys.readouterr()
+    assert main(["compare", str(out), "--dial", "scenario.budget_per_class", "--baseline",
+                 "strategy.query=random", "--metrics", "gcd_new"]) == 0
+    text = capsys.readouterr().out
+    assert "Δ gcd_new vs strategy.query=random" in text and "strategy.query=adaptive" in text
+    for k in (1, 2):
+        d = np.mean([new_acc["adaptive", k, s] - new_acc["random", k, s] for s in (0, 1)])
+        assert f"{100 * d:+.1f} [" in text
 
 
 def test_resume_of_an_agcd_folder_is_one_line(tmp_path, capsys):
