@@ -1,7 +1,8 @@
 """The active generalized category discovery (AGCD) Env (DESIGN.md, "AGCD Env"; Ma et al.,
 CVPR 2024): R query rounds over a pool of unlabelled samples (the unlabelled old-class samples
 and every new-class sample); in each round the learner asks an oracle for the labels of b
-samples.
+samples (``scenario.budget``, or ``scenario.budget_per_class`` k times the number of new
+classes; ``self.b`` is that effective b).
 
 obs = {"round": Discrete(R+1), "budget_left": Discrete(b+1), "unlabelled": MultiBinary(N)};
 action = Box(-1, 1, (N,)) priorities: the Env labels the b highest-priority samples that are

@@ -26,7 +26,6 @@ from clenv.agcd.learner import build_learner
 from clenv.agcd.queries import priorities, rank_candidates
 from clenv.agcd_env import ActiveDiscoveryEnv
 from clenv.config.schema import Field
-from clenv.errors import UserError
 from clenv.events import EventLog
 from clenv.families.discovery import make_agcd_env  # noqa: F401 (its old import path)
 from clenv.metrics.active_discovery import summarize_agcd
@@ -60,10 +59,9 @@ def _mapping_json(mapping: dict[int, int]) -> dict[str, int]:
 def run_agcd(run, out_dir: str | os.PathLike | None, *, progress: bool = False,
              resume: bool = False) -> dict:
     """Play every query round of ``run`` (a clenv.runner.Run on an agcd scenario); write the
-    results folder (config.yaml, run.json, events.jsonl, metrics.json, agcd_rounds.png)."""
-    if resume:
-        raise UserError("agcd runs cannot resume (a run takes seconds): run it again without "
-                        "--resume")
+    results folder (config.yaml, run.json, events.jsonl, metrics.json, agcd_rounds.png).
+    ``resume`` (how a sweep runs each run: continue from a checkpoint when there is one): an
+    agcd run writes no checkpoint, so it starts over, the folder cleared of a previous try."""
     cfg, env, pool = run.cfg, run.env, run.pool
     t0 = time.perf_counter()
     params = make_strategy(cfg["strategy"]).params
@@ -114,7 +112,8 @@ def start_record(cfg: dict, env: ActiveDiscoveryEnv, params: dict, info: dict, K
             "query": params["query"], "n_classes": pool.n_classes,
             "class_names": pool.class_names, "n_clusters": K,
             "old_classes": info["old_classes"].tolist(), "new_classes": env.split["new"].tolist(),
-            "rounds": env.R, "budget": env.b, "n_candidates": env.N,
+            "rounds": env.R, "budget": env.b,
+            "budget_per_class": env.split["budget_per_class"], "n_candidates": env.N,
             "n_labelled": len(info["labelled"]), "n_test": len(pool.test_indices),
             "seed": cfg["seed"], "scenario_seed": cfg["scenario"]["seed"]}
 

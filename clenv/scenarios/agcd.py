@@ -1,6 +1,7 @@
 """The ``agcd`` scenario (active generalized category discovery, Ma et al. 2024): old/new class
-split, a labelled fraction of the old classes, R query rounds of budget b; the pool's test split
-is the held-out set for inductive evaluation. Not a stream: ``clenv run`` drives it through
+split, a labelled fraction of the old classes, R query rounds of budget b (``budget``, or
+``budget_per_class`` k times the number of new classes); the pool's test split is the held-out
+set for inductive evaluation. Not a stream: ``clenv run`` drives it through
 :class:`clenv.agcd_env.ActiveDiscoveryEnv` (clenv/agcd/loop.py)."""
 
 from __future__ import annotations
@@ -20,13 +21,36 @@ AGCD_FIELDS: dict[str, Field] = {
     "labelled_fraction": Field(float, 0.5, "share of each old class's training samples "
                                "labelled at the start", min=0, max=1),
     "rounds": Field(int, 5, "query rounds R", min=1),
-    "budget": Field(int, 50, "labels per round b", min=1),
+    "budget": Field(int, None, "labels per round b (default 50; not with budget_per_class)",
+                    min=1),
+    "budget_per_class": Field(int, None, "labels per round per new class k: b = k x |new "
+                              "classes| (not with budget)", min=1),
 }
+
+DEFAULT_BUDGET = 50  # labels per round when neither budget nor budget_per_class is given
+
+
+def check_budget_keys(cfg: dict, key: str = "scenario") -> None:
+    """``budget`` and ``budget_per_class`` are two ways to give b: at most one may be set."""
+    if cfg.get("budget") is not None and cfg.get("budget_per_class") is not None:
+        raise ConfigError(f"{key}.budget_per_class", "expected at most one of budget and "
+                          f"budget_per_class, got budget: {cfg['budget']} and "
+                          f"budget_per_class: {cfg['budget_per_class']}",
+                          f"remove {key}.budget (or set it to null)")
+
+
+def round_budget(cfg: dict, n_new: int) -> int:
+    """b, the labels per round: k x |new classes| with ``budget_per_class`` k, else
+    ``budget``, else 50."""
+    if cfg["budget_per_class"] is not None:
+        return cfg["budget_per_class"] * n_new
+    return DEFAULT_BUDGET if cfg["budget"] is None else cfg["budget"]
 
 
 def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.ndarray]:
     """Old/new classes, the initially labelled pool ids and the unlabelled candidates."""
     cfg = validate(cfg, AGCD_FIELDS, key)
+    check_budget_keys(cfg, key)
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], 0xA6C]))
     classes = np.unique(pool.y[pool.train])
     if cfg["old_classes"] is None:
@@ -52,18 +76,31 @@ def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.nda
         labelled.append(np.sort(rng.choice(idx, size=k, replace=False)))
     labelled = np.concatenate(labelled) if labelled else np.zeros(0, dtype=np.int64)
     candidates = np.setdiff1d(train, labelled)
-    if cfg["rounds"] * cfg["budget"] > len(candidates):
-        raise ConfigError(f"{key}.budget", f"rounds x budget = {cfg['rounds'] * cfg['budget']} "
-                          f"exceeds the {len(candidates)} unlabelled candidates",
-                          "lower scenario.budget or scenario.rounds")
-    return {"old": old, "new": np.setdiff1d(classes, old), "labelled": labelled,
-            "candidates": candidates, "rounds": cfg["rounds"], "budget": cfg["budget"]}
+    new = np.setdiff1d(classes, old)
+    b = round_budget(cfg, len(new))
+    if cfg["rounds"] * b > len(candidates):
+        per_class = cfg["budget_per_class"] is not None
+        name = "budget_per_class" if per_class else "budget"
+        given = f"rounds x budget_per_class x {len(new)} new classes" if per_class else \
+            "rounds x budget"
+        raise ConfigError(f"{key}.{name}", f"{given} = {cfg['rounds'] * b} exceeds the "
+                          f"{len(candidates)} unlabelled candidates",
+                          f"lower {key}.{name} or {key}.rounds")
+    return {"old": old, "new": new, "labelled": labelled, "candidates": candidates,
+            "rounds": cfg["rounds"], "budget": b, "budget_per_class": cfg["budget_per_class"]}
 
 
 AGCD_SCENARIO_FIELDS: dict[str, Field] = {
     "generator": Field(str, "agcd", "the scenario generator"),
     **AGCD_FIELDS,
 }
+
+
+def validate_agcd(section: dict, key: str = "scenario") -> dict:
+    """The agcd scenario section with defaults filled, at most one of the two budget keys."""
+    cfg = validate(section, AGCD_SCENARIO_FIELDS, key)
+    check_budget_keys(cfg, key)
+    return cfg
 
 
 def build_agcd(pool: Pool, cfg: dict, key: str = "scenario") -> dict:

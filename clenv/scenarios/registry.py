@@ -64,6 +64,8 @@ def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
         return lifelong.validate_lifelong(section, key)
     if name == "plasticity":
         return plasticity.validate_plasticity_scenario(section, key)
+    if name == "agcd":
+        return agcd.validate_agcd(section, key)
     return validate(section, GENERATORS[name].fields, key)
 
 

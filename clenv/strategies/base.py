@@ -85,8 +85,9 @@ def supports_checkpoint(strategy: Strategy) -> bool:
 
 
 def supports_checkpoint_class(cls: type) -> bool:
-    """True when ``cls`` (a Strategy subclass) implements the state protocol."""
-    return cls.state_dict is not Strategy.state_dict
+    """True when ``cls`` (a Strategy subclass) implements the state protocol (a class without
+    ``state_dict``, such as the agcd strategy section, does not)."""
+    return getattr(cls, "state_dict", Strategy.state_dict) is not Strategy.state_dict
 
 
 def resolve_device(name: str) -> torch.device:
