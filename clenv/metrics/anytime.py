@@ -20,6 +20,7 @@ __all__ = [
     "min_acc",
     "wc_acc",
     "accuracy_from_counts",
+    "column_accuracies",
     "old_new_accuracy",
 ]
 
@@ -200,6 +201,38 @@ def accuracy_from_counts(
     if denom == 0:
         return None
     return float(np.sum(c[idx])) / denom
+
+
+def column_accuracies(
+    correct: ArrayLike, total: ArrayLike, columns: Sequence[np.ndarray]
+) -> list[float | None]:
+    """``accuracy_from_counts`` of every column (a set of classes) of one evaluation at once.
+
+    Formula::
+
+        acc_j = sum_{c in columns[j]} correct[c] / sum_{c in columns[j]} total[c]
+
+    (None where the column has no test sample). One pass over the concatenated columns
+    instead of one per column, so a row of the accuracy matrix of a T-task stream with C
+    classes costs O(C + sum_j |columns[j]|), not O(T * C).
+    """
+    c = _floats(correct, "correct")
+    t = _floats(total, "total")
+    if c.shape != t.shape:
+        raise ValueError(
+            f"correct and total must have the same length, got {c.shape} and {t.shape}"
+        )
+    J = len(columns)
+    if J == 0:
+        return []
+    lengths = np.fromiter((len(col) for col in columns), dtype=np.int64, count=J)
+    idx = np.concatenate([np.asarray(col, dtype=np.int64).reshape(-1) for col in columns])
+    if idx.size and (idx.min() < 0 or idx.max() >= t.shape[0]):
+        raise ValueError(f"class index out of range [0, {t.shape[0]})")
+    owner = np.repeat(np.arange(J), lengths)
+    num = np.bincount(owner, weights=c[idx], minlength=J)
+    den = np.bincount(owner, weights=t[idx], minlength=J)
+    return [None if d == 0 else float(n) / float(d) for n, d in zip(num, den, strict=True)]
 
 
 def old_new_accuracy(

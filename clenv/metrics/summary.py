@@ -22,6 +22,7 @@ from clenv.metrics.anytime import (
     a_avg,
     a_last,
     accuracy_from_counts,
+    column_accuracies,
     min_acc,
     old_new_accuracy,
     online_accuracy,
@@ -113,6 +114,13 @@ def _acc(counts: dict, key: str, classes) -> float:
     return 0.0 if value is None else value
 
 
+def _row(counts: dict, key: str, columns: list[np.ndarray]) -> list[float]:
+    """Accuracy of every column from an eval's counts; 0.0 where a column has no test
+    sample (as ``_acc``)."""
+    return [0.0 if v is None else v
+            for v in column_accuracies(counts[key], counts["total"], columns)]
+
+
 def _seen_acc(ev: dict) -> float | None:
     return accuracy_from_counts(ev["counts"]["agnostic"], ev["counts"]["total"], ev["seen"])
 
@@ -158,12 +166,12 @@ def summarize_single_label(events: list[dict]) -> dict:
                  "n_tasks": T, "stream_length": start["stream_length"],
                  "columns": start["column_names"]}
 
-    R = [[_acc(r["counts"], "agnostic", columns[j]) for j in range(J)] for r in rows]
+    R = [_row(r["counts"], "agnostic", columns) for r in rows]
     out["accuracy_matrix"] = R
     if rows and "aware" in rows[0]["counts"]:
         out["accuracy_matrix_task_aware"] = [
-            [_acc(r["counts"], "aware", columns[j]) for j in range(J)] for r in rows]
-    out["init_accuracy"] = [_acc(init["counts"], "agnostic", columns[j]) for j in range(J)]
+            _row(r["counts"], "aware", columns) for r in rows]
+    out["init_accuracy"] = _row(init["counts"], "agnostic", columns)
     metrics: dict = dict.fromkeys(("final_accuracy", "avg_incremental_accuracy",
                                    "average_forgetting", "forgetting_chaudhry", "bwt", "fwt",
                                    "fwt_reason", "intransigence", "final_accuracy_task_aware"))
@@ -174,7 +182,7 @@ def summarize_single_label(events: list[dict]) -> dict:
         metrics["forgetting_chaudhry"] = forgetting_chaudhry(R)
         metrics["bwt"] = bwt(R)
         if "fwt_base" in init["counts"]:
-            b = [_acc(init["counts"], "fwt_base", columns[j]) for j in range(T)]
+            b = _row(init["counts"], "fwt_base", columns[:T])
             usable = [j > 0 and bool(((first[columns[j]] >= 0) &
                                       (first[columns[j]] < task_ends[j - 1])).any())
                       for j in range(T)]
@@ -212,10 +220,8 @@ def summarize_single_label(events: list[dict]) -> dict:
     positions = [e["samples"] for e in anytime]
     task_acc = np.full((J, len(anytime)), np.nan)
     for n, e in enumerate(anytime):
-        for j in range(J):
-            v = accuracy_from_counts(e["counts"]["agnostic"], e["counts"]["total"], columns[j])
-            if v is not None:
-                task_acc[j, n] = v
+        accs = column_accuracies(e["counts"]["agnostic"], e["counts"]["total"], columns)
+        task_acc[:, n] = [np.nan if v is None else v for v in accs]
     out["min_acc"] = None
     out["wc_acc"] = None
     if start["square"] and anytime:
