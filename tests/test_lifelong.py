@@ -247,8 +247,10 @@ def test_hidden_boundaries_reach_no_learner(pool, boundaries):
     ([], "scenario.segments"),
 ])
 def test_structure_errors_name_the_segment(segments, where):
+    """Structure errors of the dict loader and the segment rules of the typed model
+    (clenv.scenarios.lifelong.check_lifelong), both through load_config."""
     with pytest.raises(ConfigError) as exc:
-        validate_scenario({"generator": "lifelong", "segments": segments})
+        load_config({"scenario": {"generator": "lifelong", "segments": segments}})
     assert str(exc.value).startswith(where)
 
 

@@ -36,9 +36,6 @@ def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.nda
                               f"classes, got {n_old}", "leave at least one new class")
         old = np.sort(rng.permutation(classes)[:n_old])
     else:
-        if cfg["n_old"] is not None:
-            raise ConfigError(f"{key}.n_old", "given together with old_classes",
-                              "give one of old_classes and n_old")
         old = np.unique(np.asarray(cfg["old_classes"], dtype=np.int64))
         if not np.isin(old, classes).all() or len(old) in (0, len(classes)):
             raise ConfigError(f"{key}.old_classes", "expected a non-empty proper subset of the "
@@ -64,6 +61,13 @@ AGCD_SCENARIO_FIELDS: dict[str, Field] = {
     "generator": Field(str, "agcd", "the scenario generator"),
     **AGCD_FIELDS,
 }
+
+
+def check_agcd_scenario(cfg: dict, key: str = "scenario") -> None:
+    """The agcd section's cross-field rule (typed.py runs it after the fields validate)."""
+    if cfg.get("old_classes") is not None and cfg.get("n_old") is not None:
+        raise ConfigError(f"{key}.n_old", "given together with old_classes",
+                          "give one of old_classes and n_old")
 
 
 def build_agcd(pool: Pool, cfg: dict, key: str = "scenario") -> dict:
