@@ -115,7 +115,9 @@ def validate_lifelong(section: dict, key: str = "scenario") -> dict:
         if kind not in SEGMENT_TYPES:
             raise ConfigError(f"{skey}.type", f"expected one of {', '.join(SEGMENT_TYPES)}, "
                               f"got {kind!r}")
-        s = validate(seg, SEGMENT_FIELDS[kind], skey)
+        derived = seg.get("length") if kind == "few_shot" else None  # a resolved config's
+        s = validate({k: v for k, v in seg.items() if k != "length" or derived is None},
+                     SEGMENT_FIELDS[kind], skey)
         for ref in ("of", "to", "from"):
             if ref in s and not (kind == "related" and ref == "from"):
                 s[ref] = _ref(s[ref], segs, i, f"{skey}.{ref}")
@@ -129,6 +131,10 @@ def validate_lifelong(section: dict, key: str = "scenario") -> dict:
             s["k"] = min(s["k"] or cfg["transfer_k"], s["length"])
         if kind == "few_shot":
             s["length"] = s["shots"] * len(s["classes"]) * s["repeat"]
+            if derived is not None and derived != s["length"]:
+                raise ConfigError(f"{skey}.length", f"expected shots x classes x repeat = "
+                                  f"{s['length']}, got {derived!r}", "remove it: a few_shot "
+                                  "segment's length follows from its shots")
         segs.append(s)
     cfg["segments"] = segs
     return cfg
