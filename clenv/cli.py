@@ -97,26 +97,22 @@ def _load(args: argparse.Namespace) -> dict:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from clenv.data.registry import load_pool as _load_pool
+    from clenv.families.registry import choose
     from clenv.text.encoder import without_models
 
     def load_pool(data_cfg: dict):  # no sentence encoder (torch) here: labels are what counts
         with without_models():
             return _load_pool(data_cfg)
 
-    if cfg["scenario"]["generator"] == "agcd":  # the split checks old classes and the budget
-        from clenv.families.discovery import make_agcd_env
+    # the pool and the family's Env as `run` builds them (numpy only): the same refusals (a
+    # stream's classes, an agcd split's old classes and budget)
+    pool = load_pool(cfg["data"])
+    sc = cfg["scenario"]
+    if sc.get("validation"):
+        from clenv.validation import carve_validation
 
-        make_agcd_env(cfg, load_pool(cfg["data"]))
-    else:  # the pool and the stream as `run` builds them (numpy only): same refusals
-        from clenv.scenarios.registry import build_stream
-
-        pool = load_pool(cfg["data"])
-        sc = cfg["scenario"]
-        if sc.get("validation"):
-            from clenv.validation import carve_validation
-
-            pool, _ = carve_validation(pool, sc["validation"], sc["seed"])
-        build_stream(pool, sc, "scenario")
+        pool, _ = carve_validation(pool, sc["validation"], sc["seed"])
+    choose(cfg, pool)
     print(f"ok: {args.config} ({cfg['scenario']['generator']}, {cfg['data']['source']}, "
           f"{cfg['strategy']['name']}, {cfg['model']['name']})")
     return 0

@@ -197,7 +197,7 @@ def test_hierarchy_names_reveal_per_level(tmp_path, monkeypatch):
     plan = HeadPlan({"type": "language", "encoder": str(tmp_path / "enc"),
                      "template": "{}", "cache_dir": str(tmp_path / "c"), "scale": 1.0,
                      "learn_scale": False, "projection": None, "dim": None},
-                    level_sizes=[2, 4], multi_label=False, seed=0)
+                    level_sizes=[2, 4], bias=False, seed=0)
     from clenv.models.mlp import MLP
     from clenv.models.multihead import MultiHead
 

@@ -247,8 +247,10 @@ def test_hidden_boundaries_reach_no_learner(pool, boundaries):
     ([], "scenario.segments"),
 ])
 def test_structure_errors_name_the_segment(segments, where):
+    """Structure errors of the dict loader and the segment rules of the typed model
+    (clenv.scenarios.lifelong.check_lifelong), both through load_config."""
     with pytest.raises(ConfigError) as exc:
-        validate_scenario({"generator": "lifelong", "segments": segments})
+        load_config({"scenario": {"generator": "lifelong", "segments": segments}})
     assert str(exc.value).startswith(where)
 
 
@@ -320,3 +322,16 @@ def test_ready_lifelong_scenarios(path, tmp_path):
     if any(s["type"] == "few_shot" for s in segs):
         assert m["few_shot_accuracy"] is not None
         assert all(len(f["curve"]) == 4 for f in m["few_shot"])
+
+
+def test_a_resolved_few_shot_config_loads_again():
+    """config.yaml holds a few_shot segment's derived length; loading it again (a re-run,
+    --resume) accepts that length and refuses another one."""
+    cfg = load_config(SCENARIOS / "lifelong_ling_bohn.yaml")
+    again = load_config(yaml.safe_load(yaml.safe_dump(cfg)))
+    assert again["scenario"] == cfg["scenario"]
+    seg = next(i for i, s in enumerate(cfg["scenario"]["segments"]) if s["type"] == "few_shot")
+    cfg["scenario"]["segments"][seg]["length"] += 1
+    with pytest.raises(ConfigError, match=rf"^scenario\.segments\[{seg}\]\.length: expected "
+                                          "shots x classes x repeat"):
+        load_config(cfg)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clenv.cli import main
+from clenv.config.loader import load_config
 from clenv.data.registry import load_pool
 from clenv.errors import ConfigError
 from clenv.metrics.plasticity import (
@@ -69,8 +70,8 @@ def test_random_labels_keyed_seekable_and_own_samples(digits):
 
 def test_random_labels_refuse_more_samples_than_the_task_serves():
     with pytest.raises(ConfigError) as e:
-        validate_scenario({"generator": "plasticity", "tasks": "random_labels",
-                           "task_length": 10, "samples_per_task": 20})
+        load_config({"scenario": {"generator": "plasticity", "tasks": "random_labels",
+                                  "task_length": 10, "samples_per_task": 20}})
     one_line(e, "scenario.samples_per_task")
 
 

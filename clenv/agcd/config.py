@@ -65,7 +65,8 @@ AGCD_STRATEGY_FIELDS: dict[str, Field] = {
 
 
 def check_agcd_config(cfg: dict) -> dict:
-    """Cross-checks of a config whose scenario or strategy is agcd (one-line ConfigErrors)."""
+    """Cross-section checks of a config whose scenario or strategy is agcd (one-line
+    ConfigErrors); the strategy section's own rule is check_agcd_strategy."""
     from clenv.data.registry import SOURCES
     from clenv.errors import ConfigError
 
@@ -88,10 +89,16 @@ def check_agcd_config(cfg: dict) -> dict:
         raise ConfigError("data.source", f"the agcd scenario needs single-label classes; "
                           f"{cfg['data']['source']} is multi-label",
                           "use synthetic, digits, mnist, cifar100 or tensors")
-    s = cfg["strategy"]
-    for key in ("teacher_temp", "warmup_teacher_temp"):
-        if s["learner"] == "simgcd" and s[key] >= s["student_temp"]:
-            raise ConfigError(f"strategy.{key}", f"the teacher must be sharper than the "
-                              f"student: expected < student_temp = {s['student_temp']:g}, got "
-                              f"{s[key]:g}", f"use e.g. {key}: 0.05")
     return cfg
+
+
+def check_agcd_strategy(section: dict, key: str = "strategy") -> None:
+    """The agcd section's cross-field rule: a simgcd teacher sharper than its student (typed.py
+    runs it after the fields validate)."""
+    from clenv.errors import ConfigError
+
+    for name in ("teacher_temp", "warmup_teacher_temp"):
+        if section["learner"] == "simgcd" and section[name] >= section["student_temp"]:
+            raise ConfigError(f"{key}.{name}", f"the teacher must be sharper than the "
+                              f"student: expected < student_temp = {section['student_temp']:g}, "
+                              f"got {section[name]:g}", f"use e.g. {name}: 0.05")

@@ -108,13 +108,13 @@ class HeadPlan(Stateful):
 
     state_attributes = ("revealed", "builds")
 
-    def __init__(self, cfg: dict, *, level_sizes: list[int], multi_label: bool, seed: int,
+    def __init__(self, cfg: dict, *, level_sizes: list[int], bias: bool, seed: int,
                  key: str = "strategy.head") -> None:
         self.cfg = cfg
         self.kind = cfg["type"]
         self.key = key
         self.level_sizes = level_sizes
-        self.multi_label = multi_label
+        self.head_bias = bias  # from the family's codec (clenv.strategies.targets)
         self.seed = seed
         self.targets = None
         if self.kind == "language":
@@ -145,7 +145,7 @@ class HeadPlan(Stateful):
                                                       "replace", "use model mlp, cnn or vit")
             return CosineHead(old.in_features, n, self.dim, frozen=self.kind == "language",
                               scale=cfg["scale"], learn_scale=cfg["learn_scale"],
-                              bias=self.multi_label, projection=cfg["projection"],
+                              bias=self.head_bias, projection=cfg["projection"],
                               generator=gen)
 
         device = next(model.parameters()).device

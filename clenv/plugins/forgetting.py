@@ -32,6 +32,25 @@ if TYPE_CHECKING:
 _SEED_TAG = 0xF0267
 
 
+def present_classes(y: torch.Tensor, level: int) -> np.ndarray:
+    """The classes of a batch of class ids (single-label)."""
+    return torch.unique(y).cpu().numpy()
+
+
+def level_classes(y: torch.Tensor, level: int) -> np.ndarray:
+    """The classes of ``level`` among a batch of (label, level) rows (hierarchical)."""
+    return torch.unique(y[y[:, 1] == level, 0]).cpu().numpy()
+
+
+def visible_positives(y: torch.Tensor, level: int) -> np.ndarray:
+    """The classes positive and visible in some row of (labels, mask) rows (multi-label)."""
+    return torch.nonzero((y[:, 0] * y[:, 1]).any(0)).flatten().cpu().numpy()
+
+
+# the classes of a batch whose head rows the probabilistic schedule may reset, per family
+BATCH_CLASSES = {"hierarchical": level_classes, "multi_label": visible_positives}
+
+
 def _seed_from(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=gen))
 
@@ -87,7 +106,7 @@ class Forgetting(Stateful):
                  key: str = "strategy.forgetting") -> None:
         self.cfg = cfg
         self.key = key
-        self.multi_label = spec.multi_label
+        self.batch_classes = BATCH_CLASSES.get(spec.family, present_classes)  # by family
         if cfg["schedule"] == "temporary" and cfg["per"] == "task" and not spec.boundaries:
             raise ConfigError(f"{key}.per", "counting steps per task needs task boundaries, "
                                             "which this scenario hides",
@@ -170,7 +189,7 @@ class Forgetting(Stateful):
         state = optimizer.state
         saved = []
         for lv, head in enumerate(heads):
-            classes = self._batch_classes(y, lv, len(heads))
+            classes = self.batch_classes(y, lv)
             if classes.size == 0:
                 continue
             chosen = classes[self.rng.random(classes.size) < self.cfg["p"]]
@@ -190,14 +209,6 @@ class Forgetting(Stateful):
                                  * 2 - 1) * bound
                     p.data[rows] = fresh.to(p)
         return saved
-
-    def _batch_classes(self, y: torch.Tensor, level: int, n_levels: int) -> np.ndarray:
-        if self.multi_label:  # visible positives
-            present = (y[:, 0] * y[:, 1]).any(0)
-            return torch.nonzero(present).flatten().cpu().numpy()
-        if n_levels > 1:
-            return torch.unique(y[y[:, 1] == level, 0]).cpu().numpy()
-        return torch.unique(y).cpu().numpy()
 
     def after_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                    saved: list | None, loss: torch.Tensor) -> None:

@@ -60,9 +60,6 @@ def agcd_split(pool: Pool, cfg: dict, key: str = "scenario") -> dict[str, np.nda
                               f"classes, got {n_old}", "leave at least one new class")
         old = np.sort(rng.permutation(classes)[:n_old])
     else:
-        if cfg["n_old"] is not None:
-            raise ConfigError(f"{key}.n_old", "given together with old_classes",
-                              "give one of old_classes and n_old")
         old = np.unique(np.asarray(cfg["old_classes"], dtype=np.int64))
         if not np.isin(old, classes).all() or len(old) in (0, len(classes)):
             raise ConfigError(f"{key}.old_classes", "expected a non-empty proper subset of the "
@@ -96,11 +93,13 @@ AGCD_SCENARIO_FIELDS: dict[str, Field] = {
 }
 
 
-def validate_agcd(section: dict, key: str = "scenario") -> dict:
-    """The agcd scenario section with defaults filled, at most one of the two budget keys."""
-    cfg = validate(section, AGCD_SCENARIO_FIELDS, key)
+def check_agcd_scenario(cfg: dict, key: str = "scenario") -> None:
+    """The agcd section's cross-field rules (typed.py runs them after the fields validate):
+    one of old_classes and n_old, at most one of budget and budget_per_class."""
+    if cfg.get("old_classes") is not None and cfg.get("n_old") is not None:
+        raise ConfigError(f"{key}.n_old", "given together with old_classes",
+                          "give one of old_classes and n_old")
     check_budget_keys(cfg, key)
-    return cfg
 
 
 def build_agcd(pool: Pool, cfg: dict, key: str = "scenario") -> dict:

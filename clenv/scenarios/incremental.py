@@ -45,6 +45,14 @@ COMMON_FIELDS: dict[str, Field] = {
                         "paper (exactly M% to the other tasks)", choices=("released", "paper")),
 }
 
+def check_stream_keys(section: dict, key: str = "scenario") -> None:
+    """The rule of the stream keys every generator shares: task ids in obs need exposed
+    boundaries (typed.py runs a generator's ``check`` after its fields validate)."""
+    if section.get("task_ids") and section.get("boundaries") == "hidden":
+        raise ConfigError(f"{key}.task_ids", "task ids in obs contradict hidden boundaries",
+                          f"set {key}.task_ids: false or {key}.boundaries: exposed")
+
+
 GENERATORS = {
     "disjoint": "class-incremental, each class in exactly one task",
     "blurry": "blurry-M (Bang et al. 2021): M% of each class's samples redistributed over the "

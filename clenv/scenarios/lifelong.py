@@ -30,7 +30,7 @@ from clenv.config.schema import Field, validate
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
 from clenv.scenarios.domains import DomainTransform, validate_domain
-from clenv.scenarios.incremental import COMMON_FIELDS
+from clenv.scenarios.incremental import COMMON_FIELDS, check_stream_keys
 from clenv.scenarios.permutation import keyed_permutation, round_keys
 from clenv.scenarios.stream import Stream
 
@@ -107,7 +107,6 @@ def validate_lifelong(section: dict, key: str = "scenario") -> dict:
     if not raw:
         raise ConfigError(f"{key}.segments", "expected at least one segment")
     segs: list[dict] = []
-    names: set[str] = set()
     for i, seg in enumerate(raw):
         skey = f"{key}.segments[{i}]"
         if not isinstance(seg, dict):
@@ -116,11 +115,9 @@ def validate_lifelong(section: dict, key: str = "scenario") -> dict:
         if kind not in SEGMENT_TYPES:
             raise ConfigError(f"{skey}.type", f"expected one of {', '.join(SEGMENT_TYPES)}, "
                               f"got {kind!r}")
-        s = validate(seg, SEGMENT_FIELDS[kind], skey)
-        if s["name"] is not None:
-            if s["name"] in names:
-                raise ConfigError(f"{skey}.name", f"duplicate segment name {s['name']!r}")
-            names.add(s["name"])
+        derived = seg.get("length") if kind == "few_shot" else None  # a resolved config's
+        s = validate({k: v for k, v in seg.items() if k != "length" or derived is None},
+                     SEGMENT_FIELDS[kind], skey)
         for ref in ("of", "to", "from"):
             if ref in s and not (kind == "related" and ref == "from"):
                 s[ref] = _ref(s[ref], segs, i, f"{skey}.{ref}")
@@ -129,24 +126,42 @@ def validate_lifelong(section: dict, key: str = "scenario") -> dict:
         if kind == "domain":
             s["domain"] = validate_domain(s["domain"], f"{skey}.domain")
         if kind == "related":
-            if s["relation"] == "domain":
-                if s["domain"] is None:
-                    raise ConfigError(f"{skey}.domain", "missing required key",
-                                      "relation: domain needs the input transform")
+            if s["relation"] == "domain" and s["domain"] is not None:  # None: check_lifelong
                 s["domain"] = validate_domain(s["domain"], f"{skey}.domain")
+            s["k"] = min(s["k"] or cfg["transfer_k"], s["length"])
+        if kind == "few_shot":
+            s["length"] = s["shots"] * len(s["classes"]) * s["repeat"]
+            if derived is not None and derived != s["length"]:
+                raise ConfigError(f"{skey}.length", f"expected shots x classes x repeat = "
+                                  f"{s['length']}, got {derived!r}", "remove it: a few_shot "
+                                  "segment's length follows from its shots")
+        segs.append(s)
+    cfg["segments"] = segs
+    return cfg
+
+
+def check_lifelong(cfg: dict, key: str = "scenario") -> None:
+    """Cross-field rules of a lifelong section and its segments (typed.py runs them after the
+    fields validate; references are resolved by validate_lifelong)."""
+    check_stream_keys(cfg, key)
+    names: set[str] = set()
+    for i, s in enumerate(cfg["segments"]):
+        skey = f"{key}.segments[{i}]"
+        if s.get("name") is not None:
+            if s["name"] in names:
+                raise ConfigError(f"{skey}.name", f"duplicate segment name {s['name']!r}")
+            names.add(s["name"])
+        if s["type"] == "related":
+            if s["relation"] == "domain" and s["domain"] is None:
+                raise ConfigError(f"{skey}.domain", "missing required key",
+                                  "relation: domain needs the input transform")
             c = s["classes"]
             if s["relation"] == "siblings" and c != "auto" and not (
                     isinstance(c, list) and c and all(isinstance(v, int) for v in c)):
                 raise ConfigError(f"{skey}.classes", f"expected a list of class ids or auto, "
                                   f"got {c!r}")
-            s["k"] = min(s["k"] or cfg["transfer_k"], s["length"])
-        if kind == "few_shot":
-            s["length"] = s["shots"] * len(s["classes"]) * s["repeat"]
-        if "classes" in s and isinstance(s["classes"], list) and not s["classes"]:
+        if isinstance(s.get("classes"), list) and not s["classes"]:
             raise ConfigError(f"{skey}.classes", "expected at least one class id")
-        segs.append(s)
-    cfg["segments"] = segs
-    return cfg
 
 
 class LifelongStream(Stream):

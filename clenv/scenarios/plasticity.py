@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from clenv.config.schema import Field, validate
+from clenv.config.schema import Field
 from clenv.data.pool import Pool
 from clenv.errors import ConfigError
+from clenv.scenarios.incremental import check_stream_keys
 from clenv.scenarios.lifelong import LIFELONG_FIELDS, LifelongStream, validate_lifelong
 from clenv.scenarios.permutation import keyed_permutation, round_keys
 
@@ -42,14 +43,14 @@ PLASTICITY_FIELDS: dict[str, Field] = {
 }
 
 
-def validate_plasticity_scenario(section: dict, key: str = "scenario") -> dict:
-    cfg = validate(section, PLASTICITY_FIELDS, key)
+def check_plasticity(cfg: dict, key: str = "scenario") -> None:
+    """Cross-field rules of a plasticity section (typed.py runs them after its fields)."""
+    check_stream_keys(cfg, key)
     if cfg["tasks"] == "random_labels" and cfg["samples_per_task"] > cfg["task_length"]:
         raise ConfigError(f"{key}.samples_per_task", f"a task serves task_length "
                           f"{cfg['task_length']} samples, fewer than samples_per_task "
                           f"{cfg['samples_per_task']}", "raise task_length or lower "
                           "samples_per_task")
-    return cfg
 
 
 def _segments(cfg: dict, classes: list[int]) -> list[dict]:

@@ -12,10 +12,15 @@ from clenv.scenarios import agcd, from_file, hle, incremental, lifelong, mlcil, 
 
 @dataclass(frozen=True)
 class Generator:
+    """A generator: its fields, builder and doc; ``check(section, key)`` holds the section's
+    cross-field rules (ConfigError), run by the typed model (clenv.config.typed) after the
+    fields validate."""
+
     name: str
     fields: dict[str, Field]
     build: Callable
     doc: str
+    check: Callable[[dict, str], None] | None = incremental.check_stream_keys
 
 
 def _fields(*extra: str, drop: tuple[str, ...] = ()) -> dict[str, Field]:
@@ -31,11 +36,11 @@ GENERATORS: dict[str, Generator] = {
                         incremental.GENERATORS["blurry"]),
     "lifelong": Generator("lifelong", lifelong.LIFELONG_FIELDS, lifelong.build_lifelong,
                           "lifelong segments: classes, revisit, drift, domain, few_shot, "
-                          "related (Ling & Bohn 2021)"),
+                          "related (Ling & Bohn 2021)", lifelong.check_lifelong),
     "plasticity": Generator("plasticity", plasticity.PLASTICITY_FIELDS,
                             plasticity.build_plasticity,
                             "long streams for loss of plasticity: permuted or random-label "
-                            "tasks (Dohare et al. 2024)"),
+                            "tasks (Dohare et al. 2024)", plasticity.check_plasticity),
     "hle": Generator("hle", hle.HLE_FIELDS, hle.build_hle,
                      "hierarchical label expansion (Lee et al. 2023): dual_label, single_label, "
                      "multi_depth"),
@@ -49,12 +54,15 @@ GENERATORS: dict[str, Generator] = {
                            "in the files' order"),
     "agcd": Generator("agcd", agcd.AGCD_SCENARIO_FIELDS, agcd.build_agcd,
                       "active generalized category discovery (Ma et al. 2024): old/new "
-                      "classes, query rounds with a label budget (not a stream)"),
+                      "classes, query rounds with a label budget (not a stream)",
+                      agcd.check_agcd_scenario),
 }
 
 
 def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
-    """Validate a scenario section against its generator's fields."""
+    """Validate a scenario section against its generator's fields (defaults filled, lifelong
+    references resolved); its cross-field rules (``Generator.check``) run in the typed model
+    (clenv.config.typed.check_config), which load_config calls."""
     section = dict(section or {})
     name = section.get("generator", "disjoint")
     if name not in GENERATORS:
@@ -62,10 +70,6 @@ def validate_scenario(section: dict | None, key: str = "scenario") -> dict:
                           f"expected one of: {', '.join(GENERATORS)}")
     if name == "lifelong":
         return lifelong.validate_lifelong(section, key)
-    if name == "plasticity":
-        return plasticity.validate_plasticity_scenario(section, key)
-    if name == "agcd":
-        return agcd.validate_agcd(section, key)
     return validate(section, GENERATORS[name].fields, key)
 
 

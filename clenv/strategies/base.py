@@ -153,7 +153,7 @@ class SupervisedStrategy(Strategy):
         from clenv.models.language_head import HeadPlan
 
         return HeadPlan(head, level_sizes=list(self.spec.level_sizes) or [self.spec.n_classes],
-                        multi_label=self.spec.multi_label, seed=self.spec.seed)
+                        bias=self.codec.head_bias, seed=self.spec.seed)
 
     def with_head(self, model: nn.Module) -> nn.Module:
         plan = getattr(self, "head_plan", None)

@@ -45,7 +45,7 @@ class DER(UnmaskedOption, SupervisedStrategy):
 
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
-        width = sum(spec.level_sizes) if spec.levels > 1 else spec.n_classes
+        width = sum(spec.level_sizes) or spec.n_classes  # one logit per class and level
         self.memory = replay_buffer(self, logit_dim=width)
         self.replay_k = self.params.get("replay_batch_size") or spec.batch_size
         self.alpha = float(self.params.get("alpha", self.fields["alpha"].default))

@@ -47,7 +47,7 @@ class PLFMS(SupervisedStrategy):
     def setup(self, spec: StrategySpec) -> None:
         super().setup(spec)
         p = self.params
-        sizes = spec.level_sizes if spec.levels > 1 else [spec.n_classes]
+        sizes = list(spec.level_sizes) or [spec.n_classes]  # one unit per class and level
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.n_units = int(sum(sizes))
         capacity = p.get("memory_size") or spec.memory_size or 500

@@ -4,10 +4,11 @@ so `clenv check` validates strategy parameters without importing torch."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from clenv.agcd.config import AGCD_STRATEGY_FIELDS
+from clenv.agcd.config import AGCD_STRATEGY_FIELDS, check_agcd_strategy
 from clenv.config.imports import import_target
 from clenv.config.schema import Field, describe, validate
 from clenv.errors import ConfigError
@@ -26,12 +27,24 @@ OPTIM_FIELDS: dict[str, Field] = {
 }
 
 
+def check_optimizer(section: dict, key: str = "strategy") -> None:
+    """The optimiser keys' rule: Nesterov momentum needs a momentum."""
+    if section.get("nesterov") and not section.get("momentum"):
+        raise ConfigError(f"{key}.nesterov", "Nesterov momentum needs a momentum, got "
+                          f"momentum {section.get('momentum')!r}", f"set {key}.momentum > 0")
+
+
 @dataclass(frozen=True)
 class StrategyEntry:
+    """A strategy: its class, fields and doc; ``check(section, key)`` holds the section's
+    cross-field rules (ConfigError), run by the typed model (clenv.config.typed) after the
+    fields validate."""
+
     name: str
     target: str  # "module:Class"
     fields: dict[str, Field]
     doc: str
+    check: Callable[[dict, str], None] | None = check_optimizer
 
 
 # A-GEM, ER-ACE, DER and DER++ (clenv.strategies.unmasked)
@@ -295,7 +308,8 @@ STRATEGIES: dict[str, StrategyEntry] = {
        "task; clenv evaluates it"),
     "agcd": StrategyEntry("agcd", "clenv.agcd.loop:AGCDStrategy", dict(AGCD_STRATEGY_FIELDS),
                           "active generalized category discovery (Ma et al. 2024): a GCD "
-                          "learner (simgcd, kmeans) and a query strategy; agcd scenarios only"),
+                          "learner (simgcd, kmeans) and a query strategy; agcd scenarios only",
+                          check_agcd_strategy),
 }
 
 
@@ -317,6 +331,9 @@ def strategy_entry(section: dict, key: str = "strategy") -> StrategyEntry:
 
 
 def validate_strategy(section: dict, key: str = "strategy") -> dict:
+    """A strategy section with its fields' defaults filled and its plug-ins validated; the
+    entry's cross-field rules (``StrategyEntry.check``) run in the typed model
+    (clenv.config.typed.check_config), which load_config calls."""
     entry = strategy_entry(section, key)
     params = {k: v for k, v in section.items() if k != "name"}
     fields = dict(entry.fields)
@@ -324,12 +341,8 @@ def validate_strategy(section: dict, key: str = "strategy") -> dict:
         return dict(section)
     # a strategy whose own fields name a plug-in key (multilane: schedule) keeps it
     plugins = {k: params.pop(k) for k in PLUGIN_KEYS if k in params and k not in fields}
-    out = {"name": entry.name, **validate(params, fields, key),
-           **validate_plugins(entry.name, plugins, key)}
-    if out.get("nesterov") and not out.get("momentum"):
-        raise ConfigError(f"{key}.nesterov", "Nesterov momentum needs a momentum, got "
-                          f"momentum {out.get('momentum')!r}", f"set {key}.momentum > 0")
-    return out
+    return {"name": entry.name, **validate(params, fields, key),
+            **validate_plugins(entry.name, plugins, key)}
 
 
 # head and forgetting plug-ins, augmentation and learning-rate schedules: common to every

@@ -22,6 +22,7 @@ class SingleLabelCodec:
     """y: (n,) class ids; cross-entropy with unseen classes masked."""
 
     widen = False  # the labels' tensor keeps their dtype
+    head_bias = False  # a cosine head's rows need no bias: softmax ignores a shared shift
 
     @staticmethod
     def model(spec: StrategySpec) -> nn.Module:
@@ -94,6 +95,7 @@ class MultiLabelCodec(SingleLabelCodec):
     label is no negative)."""
 
     widen = True  # uint8 labels become int64 tensors
+    head_bias = True  # one sigmoid per class: a cosine head needs a bias per row
 
     @staticmethod
     def setup(strategy) -> None:
