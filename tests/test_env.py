@@ -41,6 +41,11 @@ ROOT_FREE = _ready(True)
 
 def _small(path: Path) -> dict:
     cfg = yaml.safe_load(path.read_text())
+    if (cfg.get("scenario") or {}).get("generator") == "plasticity":  # 100-1000 tasks: 3 short
+        small = {"scenario__n_tasks": 3, "scenario__task_length": 100}
+        if cfg["scenario"].get("tasks") == "random_labels":
+            small["scenario__samples_per_task"] = 50
+        return small
     return SMALL if (cfg.get("data") or {}).get("source", "synthetic") == "synthetic" else {}
 
 
