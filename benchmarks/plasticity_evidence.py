@@ -73,8 +73,10 @@ def one(args: tuple[str, str, int, tuple[str, ...]]) -> dict:
 
 
 def tenth(curve: list[float], which: str) -> float:
-    k = max(1, len(curve) // 10)
-    return float(np.mean(curve[:k] if which == "first" else curve[-k:]))
+    """The mean plasticity of the first or the last tenth of the tasks."""
+    from clenv.metrics.plasticity import plasticity_tenths
+
+    return plasticity_tenths(curve)[0 if which == "first" else 1]
 
 
 def last_diag(r: dict, key: str) -> float:

@@ -19,6 +19,7 @@ from clenv.metrics.plasticity import (
     plasticity_drop,
     plasticity_from_events,
     plasticity_summary,
+    plasticity_tenths,
 )
 from clenv.scenarios.registry import build_stream, validate_scenario
 from tests.conftest import SCENARIOS, mnist_root, one_line
@@ -84,6 +85,9 @@ def test_plasticity_curve_and_drop_by_hand():
     assert plasticity_drop(curve) == pytest.approx(0.7)
     assert plasticity_drop([0.4, 0.2, 0.1]) == pytest.approx(0.3)  # a tenth of 3: one task
     assert plasticity_drop([]) is None
+    assert plasticity_tenths(curve) == pytest.approx((0.9, 0.2))
+    # 11 tasks: a tenth is ceil(1.1) = 2 tasks
+    assert plasticity_tenths([1.0, 0.6] + [0.5] * 7 + [0.2, 0.0]) == pytest.approx((0.8, 0.1))
 
 
 def _log(tasks: str) -> list[dict]:

@@ -32,6 +32,17 @@ def _floats(x: ArrayLike, name: str) -> np.ndarray:
     return v
 
 
+def _counts(correct: ArrayLike, total: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class correct and total counts as float vectors of one length."""
+    c = _floats(correct, "correct")
+    t = _floats(total, "total")
+    if c.shape != t.shape:
+        raise ValueError(
+            f"correct and total must have the same length, got {c.shape} and {t.shape}"
+        )
+    return c, t
+
+
 def a_auc(accuracies: Sequence[float]) -> float | None:
     """Area under the anytime-accuracy curve, with a constant evaluation period.
 
@@ -188,12 +199,7 @@ def accuracy_from_counts(
 
     Source: standard top-1 accuracy (sample-weighted; pooled over the classes).
     """
-    c = _floats(correct, "correct")
-    t = _floats(total, "total")
-    if c.shape != t.shape:
-        raise ValueError(
-            f"correct and total must have the same length, got {c.shape} and {t.shape}"
-        )
+    c, t = _counts(correct, total)
     idx = np.asarray(classes, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < 0 or idx.max() >= t.shape[0]):
         raise ValueError(f"class index out of range [0, {t.shape[0]}): {idx.tolist()}")
@@ -216,12 +222,7 @@ def column_accuracies(
     instead of one per column, so a row of the accuracy matrix of a T-task stream with C
     classes costs O(C + sum_j |columns[j]|), not O(T * C).
     """
-    c = _floats(correct, "correct")
-    t = _floats(total, "total")
-    if c.shape != t.shape:
-        raise ValueError(
-            f"correct and total must have the same length, got {c.shape} and {t.shape}"
-        )
+    c, t = _counts(correct, total)
     J = len(columns)
     if J == 0:
         return []

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["plasticity_curve", "plasticity_drop", "plasticity_from_events",
+__all__ = ["plasticity_curve", "plasticity_tenths", "plasticity_drop", "plasticity_from_events",
            "own_accuracy_curve", "plasticity_summary", "diagnostics_series"]
 
 
@@ -26,14 +26,23 @@ def plasticity_curve(R: Sequence[Sequence[float]], task_columns: Sequence[int]) 
     return [float(m[t, task_columns[t]]) for t in range(len(m))]
 
 
+def plasticity_tenths(curve: Sequence[float], fraction: float = 0.1) -> tuple[float, float]:
+    """(mean of the first tenth of P, mean of the last tenth), each tenth ceil(fraction * T)
+    tasks; ValueError for an empty curve."""
+    p = np.asarray(curve, dtype=float)
+    if len(p) == 0:
+        raise ValueError("plasticity_tenths of an empty curve")
+    k = max(1, int(np.ceil(fraction * len(p))))
+    return float(p[:k].mean()), float(p[-k:].mean())
+
+
 def plasticity_drop(curve: Sequence[float], fraction: float = 0.1) -> float | None:
     """mean(first tenth of P) - mean(last tenth of P), each tenth ceil(fraction * T) tasks
     (issue 22's calibration criterion); None for an empty curve."""
-    p = np.asarray(curve, dtype=float)
-    if len(p) == 0:
+    if len(curve) == 0:
         return None
-    k = max(1, int(np.ceil(fraction * len(p))))
-    return float(p[:k].mean() - p[-k:].mean())
+    first, last = plasticity_tenths(curve, fraction)
+    return first - last
 
 
 def _acc(counts: dict, columns: np.ndarray) -> float:

@@ -109,17 +109,23 @@ def _replicate(run: dict, replicates: list[str]) -> str:
     return _value_key([run["params"][r] for r in replicates])
 
 
-def table(d: str | Path, *, metrics: list[str] | None = None, baseline: str | None = None,
-          diff_metric: str | None = None, sort: str | None = None, ascending: bool = False,
-          all_configs: bool = False) -> tuple[list[str], list[list], list[list[str]]]:
-    """(header, raw rows for CSV, formatted rows for Markdown) of the sweep in ``d``."""
+def complete_runs(d: str | Path) -> tuple[dict, dict[str, dict], list[str], list[str]]:
+    """(index, metrics of the complete runs, replicate axes, the other axes) of the sweep in
+    ``d``; one line when no run is complete yet or the runs' metrics versions differ."""
     index = read_index(d)
     metrics_of = load_metrics(d, index)
     if not metrics_of:
         raise UserError(f"{d}: no run of the sweep is complete yet; run clenv sweep first")
     require_one_metrics_version(metrics_of)
     reps = index["replicates"]
-    axes = [a for a in index["axes"] if a not in reps]
+    return index, metrics_of, reps, [a for a in index["axes"] if a not in reps]
+
+
+def table(d: str | Path, *, metrics: list[str] | None = None, baseline: str | None = None,
+          diff_metric: str | None = None, sort: str | None = None, ascending: bool = False,
+          all_configs: bool = False) -> tuple[list[str], list[list], list[list[str]]]:
+    """(header, raw rows for CSV, formatted rows for Markdown) of the sweep in ``d``."""
+    index, metrics_of, reps, axes = complete_runs(d)
     select = index.get("select")
     if select is not None and not all_configs:
         groups, match = _selected_groups(d, index, metrics_of)

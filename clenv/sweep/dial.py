@@ -18,12 +18,12 @@ from clenv.errors import UserError
 from clenv.sweep.aggregate import (
     _paired,
     _same,
+    complete_runs,
     find_baseline,
     group_runs,
     parse_baseline,
-    require_one_metrics_version,
 )
-from clenv.sweep.index import load_metrics, read_index
+from clenv.sweep.index import read_index
 
 
 @dataclass
@@ -37,13 +37,7 @@ class DialLine:
 
 def dial_lines(d: str | Path, dial: str, baseline: str, metric: str) -> list[DialLine]:
     """The paired differences of every non-baseline group to its baseline along ``dial``."""
-    index = read_index(d)
-    metrics_of = load_metrics(d, index)
-    if not metrics_of:
-        raise UserError(f"{d}: no run of the sweep is complete yet; run clenv sweep first")
-    require_one_metrics_version(metrics_of)
-    reps = index["replicates"]
-    axes = [a for a in index["axes"] if a not in reps]
+    index, metrics_of, reps, axes = complete_runs(d)
     if dial not in axes:
         raise UserError(f"--dial: expected one of the sweep's axes "
                         f"({', '.join(axes) or 'none'}), got {dial!r}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from clenv.errors import UserError
 from clenv.metrics.anytime import accuracy_from_counts
 from clenv.metrics.summary import read_events
 
@@ -64,16 +63,10 @@ def _band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
 def plot_sweep(d: str | Path, out: str | Path) -> Path:
     """Draw the sweep's curves to ``out`` (png or pdf)."""
     from clenv.plots import _pyplot
-    from clenv.sweep.aggregate import group_runs, load_metrics
-    from clenv.sweep.driver import read_index
+    from clenv.sweep.aggregate import complete_runs, group_runs
 
-    index = read_index(d)
-    reps = index["replicates"]
-    axes = [a for a in index["axes"] if a not in reps]
-    metrics_of = load_metrics(d, index)
+    index, metrics_of, reps, axes = complete_runs(d)
     groups = [g for g in group_runs(index, metrics_of, axes) if g.runs]
-    if not groups:
-        raise UserError(f"{d}: no run of the sweep is complete yet; run clenv sweep first")
     plt = _pyplot()
     # a base axis (one scenario per value) gets a row of panels per scenario
     rows = list(dict.fromkeys(g.key["base"] for g in groups)) if "base" in axes else [None]
